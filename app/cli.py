@@ -1,0 +1,153 @@
+"""The `chatwithme` command: serve the API and manage its database."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator, Sequence
+
+from app.db import migrate
+from app.db.embedded import EmbeddedPostgres, default_pgdata
+from app.lib.errors import ConfigurationError
+from app.settings import Settings, load_settings
+
+logger = logging.getLogger("chatwithme")
+
+
+@contextlib.contextmanager
+def database_url_for(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise the embedded server's, started for the duration."""
+    if settings.database_url is not None:
+        yield settings.database_url
+        return
+    server = EmbeddedPostgres(default_pgdata(settings.data_dir))
+    server.start()
+    try:
+        _ensure_database(server)
+        yield server.url()
+    finally:
+        server.stop()
+
+
+def _ensure_database(server: EmbeddedPostgres) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        connection = await asyncpg.connect(server.url("postgres"))
+        try:
+            exists = await connection.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = 'chatwithme'"
+            )
+            if not exists:
+                await connection.execute("CREATE DATABASE chatwithme")
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigurationError(f"port {port} on {host} is already in use") from None
+            raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    settings = load_settings()
+    _check_port_free(args.host, args.port)
+    with database_url_for(settings) as url:
+        if settings.uses_embedded_database:
+            migrate.upgrade(url)
+        else:
+            state = migrate.status(url)
+            if not state.at_head:
+                raise ConfigurationError(
+                    f"the database is at revision {state.current or 'none'}, this code needs "
+                    f"{state.head}: run `chatwithme db upgrade` (or `chatwithme prisma adopt` "
+                    "for a database made by Prisma)"
+                )
+        logger.info("serving on http://%s:%s (API docs at /schema)", args.host, args.port)
+        if args.reload or args.workers > 1:
+            # Worker processes build their own app from the environment.
+            os.environ["DATABASE_URL"] = url
+            uvicorn.run(
+                "app.asgi:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                reload=args.reload,
+                workers=None if args.reload else args.workers,
+                log_level=settings.log_level,
+            )
+        else:
+            from app.asgi import create_app
+
+            app = create_app(settings.model_copy(update={"database_url": url}))
+            uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level)
+
+
+def db_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    with database_url_for(settings) as url:
+        if args.action == "upgrade":
+            migrate.upgrade(url, args.revision or "head")
+        elif args.action == "downgrade":
+            migrate.downgrade(url, args.revision or "-1")
+        state = migrate.status(url)
+        print(f"current: {state.current or 'none'}  head: {state.head}")
+        if args.action != "check":
+            return 0
+        if not state.at_head:
+            print("the database is behind: run `chatwithme db upgrade`")
+            return 1
+        for difference in state.differences:
+            print(f"differs from the models: {difference}")
+        return 0 if state.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatwithme", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve_parser = commands.add_parser("serve", help="run the API (and the embedded database)")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8000)
+    serve_parser.add_argument("--reload", action="store_true", help="restart on code changes")
+    serve_parser.add_argument("--workers", type=int, default=1)
+    serve_parser.set_defaults(handler=serve)
+
+    db_parser = commands.add_parser("db", help="database migrations")
+    db_parser.add_argument("action", choices=["upgrade", "downgrade", "current", "check"])
+    db_parser.add_argument("revision", nargs="?", help="target revision (upgrade/downgrade)")
+    db_parser.set_defaults(handler=db_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigurationError as exc:
+        print(f"chatwithme: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

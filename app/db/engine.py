@@ -1,0 +1,60 @@
+"""The SQLAlchemy engine and session factory, built from settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.db.url import search_path_of, to_async_url
+from app.lib.errors import ConfigurationError
+from app.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """What the app needs to reach PostgreSQL: an engine and a session factory."""
+
+    engine: AsyncEngine
+    session_maker: async_sessionmaker[AsyncSession]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        if settings.database_url is None:
+            raise ConfigurationError(
+                "no DATABASE_URL: start the embedded server first (chatwithme serve does)"
+            )
+        return cls.from_url(settings.database_url, settings)
+
+    @classmethod
+    def from_url(cls, raw_url: str, settings: Settings) -> Database:
+        server_settings = {"application_name": "chatwithme"}
+        schema = search_path_of(raw_url)
+        if schema:
+            server_settings["search_path"] = schema
+        engine = create_async_engine(
+            to_async_url(raw_url),
+            pool_size=settings.db_pool_size,
+            max_overflow=0,
+            pool_timeout=settings.db_pool_timeout,
+            pool_pre_ping=True,
+            connect_args={
+                "timeout": settings.db_connect_timeout,
+                "server_settings": server_settings,
+            },
+        )
+        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+    @classmethod
+    def bound_to(cls, connection: AsyncConnection) -> Database:
+        """Sessions that join an open transaction on `connection` (tests roll it back)."""
+        session_maker = async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        return cls(connection.engine, session_maker)

@@ -1,0 +1,166 @@
+"""ORM models of the Prisma schema's tables, with Prisma's table and column names.
+
+`updatedAt` is set by the app (`onupdate`), since Prisma's `@updatedAt` has no database default.
+
+Python attributes are snake_case; the columns keep Prisma's camelCase names (`@@map` table
+names, camelCase fields), so a Prisma/NextAuth app can share the database.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, MetaData, Text, text
+from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from app.lib.time import utc_now
+from prisma_compat import cuid
+
+Timestamp = TIMESTAMP(precision=3)
+NOW = text("CURRENT_TIMESTAMP")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+def _user_fk(table: str) -> ForeignKey:
+    return ForeignKey(
+        "users.id", name=f"{table}_userId_fkey", ondelete="CASCADE", onupdate="CASCADE"
+    )
+
+
+def _id_column() -> Mapped[str]:
+    return mapped_column("id", Text, primary_key=True, default=cuid)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (Index("users_email_key", "email", unique=True),)
+
+    id: Mapped[str] = _id_column()
+    name: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)
+    email_verified: Mapped[datetime | None] = mapped_column("emailVerified", Timestamp)
+    image: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
+    )
+
+    accounts: Mapped[list[Account]] = relationship(
+        back_populates="user", passive_deletes=True, cascade="all, delete-orphan"
+    )
+    sessions: Mapped[list[Session]] = relationship(
+        back_populates="user", passive_deletes=True, cascade="all, delete-orphan"
+    )
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        Index(
+            "accounts_provider_providerAccountId_key", "provider", "providerAccountId", unique=True
+        ),
+    )
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("accounts"))
+    type: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(Text)
+    provider_account_id: Mapped[str] = mapped_column("providerAccountId", Text)
+    # NextAuth's adapter keeps the OAuth token fields in snake_case.
+    refresh_token: Mapped[str | None] = mapped_column(Text)
+    access_token: Mapped[str | None] = mapped_column(Text)
+    expires_at: Mapped[int | None] = mapped_column(Integer)
+    token_type: Mapped[str | None] = mapped_column(Text)
+    scope: Mapped[str | None] = mapped_column(Text)
+    id_token: Mapped[str | None] = mapped_column(Text)
+    session_state: Mapped[str | None] = mapped_column(Text)
+
+    user: Mapped[User] = relationship(back_populates="accounts")
+
+
+class Session(Base):
+    __tablename__ = "sessions"
+    __table_args__ = (Index("sessions_sessionToken_key", "sessionToken", unique=True),)
+
+    id: Mapped[str] = _id_column()
+    session_token: Mapped[str] = mapped_column("sessionToken", Text)
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("sessions"))
+    expires: Mapped[datetime] = mapped_column(Timestamp)
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
+class VerificationToken(Base):
+    __tablename__ = "verificationtokens"
+    __table_args__ = (
+        Index("verificationtokens_token_key", "token", unique=True),
+        Index("verificationtokens_identifier_token_key", "identifier", "token", unique=True),
+    )
+
+    # Prisma declares no primary key here; the ORM needs one, and `token` is unique.
+    identifier: Mapped[str] = mapped_column(Text)
+    token: Mapped[str] = mapped_column(Text, primary_key=True)
+    expires: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Conversation(Base):
+    __tablename__ = "conversations"
+
+    id: Mapped[str] = _id_column()
+    title: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("conversations"))
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
+    )
+
+
+class Message(Base):
+    __tablename__ = "messages"
+
+    id: Mapped[str] = _id_column()
+    content: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    conversation_id: Mapped[str] = mapped_column(
+        "conversationId",
+        Text,
+        ForeignKey(
+            "conversations.id",
+            name="messages_conversationId_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+    )
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("messages"))
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+
+
+class UserPreferences(Base):
+    __tablename__ = "user_preferences"
+    __table_args__ = (Index("user_preferences_userId_key", "userId", unique=True),)
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("user_preferences"))
+    default_model: Mapped[str] = mapped_column(
+        "defaultModel", Text, server_default=text("'groq'"), default="groq"
+    )
+    theme: Mapped[str] = mapped_column(Text, server_default=text("'dark'"), default="dark")
+    language: Mapped[str] = mapped_column(Text, server_default=text("'en'"), default="en")
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
+    )
+

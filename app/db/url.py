@@ -1,0 +1,47 @@
+"""Turn the database URLs people already have (Prisma, NextAuth, libpq) into asyncpg ones."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.lib.errors import ConfigurationError
+
+_SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"}
+# Prisma connection-string options that are instructions to Prisma's engine, not to libpq.
+_PRISMA_ONLY = {"schema", "connection_limit", "pool_timeout", "pgbouncer", "statement_cache_size",
+                "socket_timeout", "connect_timeout"}  # fmt: skip
+
+
+def to_async_url(raw: str) -> URL:
+    """Parse `postgres://`, `postgresql://` or `postgresql+asyncpg://` URLs for asyncpg."""
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ConfigurationError(
+            "DATABASE_URL is not a valid URL (expected postgresql://user:password@host:5432/db)"
+        ) from None
+    if url.drivername not in _SCHEMES:
+        raise ConfigurationError(
+            f"DATABASE_URL must be a PostgreSQL URL (postgresql://...), not {url.drivername}://"
+        )
+    if not url.database:
+        raise ConfigurationError("DATABASE_URL names no database (postgresql://host/DATABASE)")
+    query = {k: v for k, v in url.query.items() if k not in _PRISMA_ONLY}
+    if "sslmode" in query:
+        # asyncpg takes libpq's sslmode values under the name "ssl".
+        query["ssl"] = query.pop("sslmode")
+    return url.set(drivername="postgresql+asyncpg", query=query)
+
+
+def search_path_of(raw: str) -> str | None:
+    """The Prisma `?schema=` option, which selects the PostgreSQL schema."""
+    schema = make_url(raw.strip()).query.get("schema")
+    if isinstance(schema, tuple):
+        schema = schema[-1]
+    return schema if schema and schema != "public" else None
+
+
+def display(url: URL) -> str:
+    """The URL without its password, for logs and error messages."""
+    return url.render_as_string(hide_password=True)

@@ -1,0 +1,67 @@
+"""`GET /api/health`: is the service and its database usable right now?"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from litestar import Response, get
+from litestar.datastructures import State
+from sqlalchemy import text
+
+from app import __version__
+from app.db.engine import Database
+from app.lib.schema import CamelStruct
+
+# Health must answer within 2 s even when the database hangs; this leaves room for the rest.
+DATABASE_CHECK_DEADLINE = 1.5
+
+HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+
+
+class DatabaseCheck(CamelStruct, omit_defaults=True):
+    ok: bool
+    latency_ms: float
+    error: str | None = None
+
+
+class Checks(CamelStruct):
+    database: DatabaseCheck
+
+
+class Health(CamelStruct):
+    status: HealthStatus
+    checks: Checks
+    version: str
+    timestamp: datetime
+
+
+async def check_database(database: Database) -> DatabaseCheck:
+    """Run `SELECT 1` with a deadline; never raises."""
+    started = time.perf_counter()
+    error: str | None = None
+    try:
+        async with asyncio.timeout(DATABASE_CHECK_DEADLINE), database.session_maker() as session:
+            await session.execute(text("SELECT 1"))
+    except TimeoutError:
+        error = f"no answer within {DATABASE_CHECK_DEADLINE:g} s"
+    except Exception as exc:  # any failure means "not usable"; the reason is reported
+        error = type(exc).__name__
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return DatabaseCheck(ok=error is None, latency_ms=latency, error=error)
+
+
+@get("/api/health", tags=["health"], summary="Service and database health", cache=False)
+async def health(state: State) -> Response[Health]:
+    """200 when healthy or degraded, 503 when the database cannot be used."""
+    database_check = await check_database(state.database)
+    status: HealthStatus = "healthy" if database_check.ok else "unhealthy"
+    report = Health(
+        status=status,
+        checks=Checks(database=database_check),
+        version=__version__,
+        timestamp=datetime.now(UTC),
+    )
+    return Response(report, status_code=200 if status != "unhealthy" else 503)

@@ -1,0 +1,108 @@
+"""The one map from errors to RFC 9457 problem responses (`application/problem+json`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from app.lib import errors
+
+logger = logging.getLogger(__name__)
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_OF: dict[type[errors.DomainError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthorized: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.ProviderError: 502,
+    errors.ServiceUnavailable: 503,
+}
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"status": status, "title": title, "detail": detail, **extra}
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
+    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+    return problem(status, exc.title, exc.detail)
+
+
+def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    found = exc.extra if isinstance(exc.extra, list) else []
+    fields = [
+        {"field": item.get("key"), "source": item.get("source"), "message": item.get("message")}
+        for item in found
+        if isinstance(item, dict)
+    ]
+    named = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in fields)
+    return problem(400, "Invalid Input", named or exc.detail, errors=fields)
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    title = _TITLES.get(status, "Error")
+    detail = exc.detail if exc.detail and exc.detail != title else _DETAILS.get(status, title)
+    return problem(status, title, detail, headers=exc.headers or None)
+
+
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    return problem(
+        503,
+        "Service Unavailable",
+        "The database is unavailable; try again shortly.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal Server Error", "Something went wrong on our side.")
+
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    415: "Unsupported Media Type",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_DETAILS = {
+    404: "No resource exists at this path.",
+    405: "This method is not allowed on this path.",
+    413: "The request body is too large.",
+}
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    errors.DomainError: _domain_error,
+    ValidationException: _validation_error,
+    HTTPException: _http_error,
+    OperationalError: _database_unavailable,
+    InterfaceError: _database_unavailable,
+    PoolTimeoutError: _database_unavailable,
+    ConnectionError: _database_unavailable,
+    Exception: _unexpected,
+}

@@ -1,0 +1,148 @@
+"""The one place where configuration is read: the process environment and `./.env`."""
+
+from __future__ import annotations
+
+import secrets
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.lib.errors import ConfigurationError
+
+# Values copied from examples and tutorials; a production server must not run with them.
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "your-secret", "your-secret-here", "development"}
+)
+MIN_SECRET_LENGTH = 32
+SECRET_FILE_NAME = "auth_secret"
+
+
+class Settings(BaseSettings):
+    """Typed settings; names are the environment variables of DESIGN.md."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    app_env: Literal["development", "production", "test"] = Field(
+        default="development", validation_alias="APP_ENV"
+    )
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path(".data"), validation_alias="DATA_DIR")
+    auth_secret: str | None = Field(default=None, validation_alias="AUTH_SECRET")
+    auth_url: str = Field(default="http://127.0.0.1:8000", validation_alias="AUTH_URL")
+    auth_google_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("AUTH_GOOGLE_ID", "GOOGLE_CLIENT_ID")
+    )
+    auth_google_secret: str | None = Field(
+        default=None, validation_alias=AliasChoices("AUTH_GOOGLE_SECRET", "GOOGLE_CLIENT_SECRET")
+    )
+    auth_google_issuer: str = Field(
+        default="https://accounts.google.com", validation_alias="AUTH_GOOGLE_ISSUER"
+    )
+    auth_dev_login: bool = Field(default=False, validation_alias="AUTH_DEV_LOGIN")
+    groq_api_key: str | None = Field(default=None, validation_alias="GROQ_API_KEY")
+    groq_base_url: str | None = Field(default=None, validation_alias="GROQ_BASE_URL")
+    gemini_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("GEMINI_API_KEY", "GOOGLE_API_KEY")
+    )
+    gemini_base_url: str | None = Field(default=None, validation_alias="GEMINI_BASE_URL")
+    openai_compat_base_url: str | None = Field(
+        default=None, validation_alias="OPENAI_COMPAT_BASE_URL"
+    )
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
+    db_pool_timeout: float = Field(default=5.0, gt=0, le=60, validation_alias="DB_POOL_TIMEOUT")
+    db_connect_timeout: float = Field(
+        default=5.0, gt=0, le=60, validation_alias="DB_CONNECT_TIMEOUT"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", validation_alias="LOG_LEVEL"
+    )
+
+    @field_validator(
+        "database_url",
+        "auth_secret",
+        "auth_google_id",
+        "auth_google_secret",
+        "groq_api_key",
+        "groq_base_url",
+        "gemini_api_key",
+        "gemini_base_url",
+        "openai_compat_base_url",
+        "redis_url",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """`FOO=` in a .env file means "not set", as it does for NextAuth."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("log_level", "app_env", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _production_needs_a_real_secret(self) -> Settings:
+        if self.is_production and _is_placeholder(self.auth_secret):
+            raise ValueError(
+                "AUTH_SECRET must be set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters in production "
+                '(for example: python -c "import secrets; print(secrets.token_urlsafe(32))")'
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @cached_property
+    def secret(self) -> str:
+        """AUTH_SECRET, or in development one generated once and kept in DATA_DIR."""
+        if self.auth_secret:
+            return self.auth_secret
+        return _development_secret(self.data_dir)
+
+
+def _is_placeholder(secret: str | None) -> bool:
+    return (
+        secret is None
+        or secret.strip().lower() in PLACEHOLDER_SECRETS
+        or len(secret.strip()) < MIN_SECRET_LENGTH
+    )
+
+
+def _development_secret(data_dir: Path) -> str:
+    path = data_dir / SECRET_FILE_NAME
+    try:
+        if path.exists():
+            return path.read_text(encoding="utf-8").strip()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(secret, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot keep the development AUTH_SECRET in {path}: {exc}") from exc
+    return secret
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning validation errors into one readable ConfigurationError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None
