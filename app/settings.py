@@ -17,7 +17,7 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "your-secret", "your-secret-here", "development"}
 )
 MIN_SECRET_LENGTH = 32
-SECRET_FILE_NAME = "auth_secret"
+SECRET_FILE_NAME = "auth_secret"  # noqa: S105 (a file name, not a secret)
 
 
 class Settings(BaseSettings):
@@ -132,7 +132,9 @@ def _development_secret(data_dir: Path) -> str:
         path.touch(mode=0o600)
         path.write_text(secret, encoding="utf-8")
     except OSError as exc:
-        raise ConfigurationError(f"cannot keep the development AUTH_SECRET in {path}: {exc}") from exc
+        raise ConfigurationError(
+            f"cannot keep the development AUTH_SECRET in {path}: {exc}"
+        ) from exc
     return secret
 
 

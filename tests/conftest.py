@@ -9,8 +9,8 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,7 +85,8 @@ class DatabaseFactory:
     def drop_all(self) -> None:
         for name in self.created:
             in_thread(
-                asyncio.run, _admin(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                asyncio.run,
+                _admin(self.server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'),
             )
 
 
@@ -156,14 +157,17 @@ async def lifespan_of(app: Litestar) -> AsyncIterator[None]:
 async def http_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for `app`, run in the test's own event loop."""
     transport = httpx.ASGITransport(app=app)
-    async with lifespan_of(app), httpx.AsyncClient(
-        transport=transport, base_url="http://127.0.0.1:8000"
-    ) as test_client:
+    async with (
+        lifespan_of(app),
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as test_client,
+    ):
         yield test_client
 
 
 @pytest.fixture
-async def client(settings: Settings, connection: AsyncConnection) -> AsyncIterator[httpx.AsyncClient]:
+async def client(
+    settings: Settings, connection: AsyncConnection
+) -> AsyncIterator[httpx.AsyncClient]:
     """The real app, its sessions joined to the test's transaction."""
     async with http_client(create_app(settings, database=Database.bound_to(connection))) as c:
         yield c

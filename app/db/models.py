@@ -163,4 +163,3 @@ class UserPreferences(Base):
     updated_at: Mapped[datetime] = mapped_column(
         "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
     )
-

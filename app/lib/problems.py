@@ -36,7 +36,12 @@ def problem(
     **extra: Any,
 ) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"status": status, "title": title, "detail": detail, **extra}
-    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return Response(
+        body,
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers={"X-Content-Type-Options": "nosniff", **(headers or {})},
+    )
 
 
 def _domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
@@ -51,7 +56,9 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
         for item in found
         if isinstance(item, dict)
     ]
-    named = "; ".join(f"{f['field']}: {f['message']}" if f["field"] else f["message"] for f in fields)
+    named = "; ".join(
+        f"{f['field']}: {f['message']}" if f["field"] else f"{f['message']}" for f in fields
+    )
     return problem(400, "Invalid Input", named or exc.detail, errors=fields)
 
 

@@ -1,0 +1,174 @@
+"""`chatwithme serve` and its one-line start-up errors, run as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.db.embedded import running_postgres_pids
+from tests.conftest import DatabaseFactory
+
+CHATWITHME = str(Path(sys.executable).parent / "chatwithme")
+START_DEADLINE = 90.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "APP_ENV"}}
+    env.update(extra)
+    return env
+
+
+def _start(cwd: Path, port: int, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [CHATWITHME, "serve", "--port", str(port)],
+        cwd=cwd,
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_healthy(process: subprocess.Popen[str], port: int) -> dict[str, object]:
+    deadline = time.monotonic() + START_DEADLINE
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read() if process.stdout else ""
+            raise AssertionError(f"serve exited with {process.returncode}:\n{output}")
+        try:
+            response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            if response.status_code == 200:
+                return dict(response.json())
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError("serve did not become healthy in time")
+
+
+def _interrupt(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGINT)
+    return process.wait(timeout=60)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path
+    for pid in running_postgres_pids(tmp_path / ".data" / "postgres"):
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_serve_starts_embedded_postgres_and_stops_it_on_ctrl_c(workdir: Path) -> None:
+    port = _free_port()
+    pgdata = workdir / ".data" / "postgres"
+    for _ in range(2):  # the second run reuses the data folder
+        process = _start(workdir, port)
+        health = _wait_healthy(process, port)
+        assert health["status"] == "healthy"
+        assert health["checks"]["database"]["ok"] is True  # type: ignore[index]
+        assert running_postgres_pids(pgdata)
+        assert _interrupt(process) == 0
+        assert running_postgres_pids(pgdata) == []
+    assert (pgdata / "PG_VERSION").exists()
+
+
+def test_serve_recovers_from_a_crash_that_left_postgres_running(workdir: Path) -> None:
+    port = _free_port()
+    pgdata = workdir / ".data" / "postgres"
+    crashed = _start(workdir, port)
+    _wait_healthy(crashed, port)
+    crashed.kill()  # no chance to stop its database
+    crashed.wait(timeout=30)
+    assert running_postgres_pids(pgdata)
+
+    process = _start(workdir, port)
+    assert _wait_healthy(process, port)["status"] == "healthy"
+    assert _interrupt(process) == 0
+    assert running_postgres_pids(pgdata) == []
+
+
+def test_serve_recovers_from_a_stale_pid_file(workdir: Path) -> None:
+    port = _free_port()
+    pgdata = workdir / ".data" / "postgres"
+    first = _start(workdir, port)
+    _wait_healthy(first, port)
+    _interrupt(first)
+    # The pid of a live process that is not PostgreSQL, as after a reboot reused the number.
+    (pgdata / "postmaster.pid").write_text(f"{os.getpid()}\n{pgdata}\n0\n5432\n\n\n\nready\n")
+
+    process = _start(workdir, port)
+    assert _wait_healthy(process, port)["status"] == "healthy"
+    assert _interrupt(process) == 0
+
+
+def _run_serve(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHATWITHME, "serve", *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _assert_one_line_error(result: subprocess.CompletedProcess[str], cause: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("chatwithme: error")]
+    assert len(errors) == 1, result.stderr
+    assert cause in errors[0]
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run_serve(tmp_path, "--port", str(port))
+    _assert_one_line_error(result, "already in use")
+
+
+def test_invalid_database_url_is_a_one_line_error(tmp_path: Path) -> None:
+    result = _run_serve(tmp_path, DATABASE_URL="mysql://root@localhost/chat")
+    _assert_one_line_error(result, "DATABASE_URL")
+
+
+def test_unreachable_database_is_a_one_line_error(tmp_path: Path) -> None:
+    result = _run_serve(
+        tmp_path,
+        "--port",
+        str(_free_port()),
+        DATABASE_URL=f"postgresql://u@127.0.0.1:{_free_port()}/db",
+    )
+    _assert_one_line_error(result, "cannot use the database")
+
+
+def test_unwritable_data_dir_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = _run_serve(tmp_path, "--port", str(_free_port()), DATA_DIR=str(blocker / "data"))
+    _assert_one_line_error(result, "not writable")
+
+
+def test_serve_refuses_a_database_that_is_behind(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    empty = databases.create()
+    result = _run_serve(tmp_path, "--port", str(_free_port()), DATABASE_URL=empty)
+    _assert_one_line_error(result, "chatwithme db upgrade")
