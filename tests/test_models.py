@@ -14,7 +14,9 @@ from prisma_compat import is_cuid
 async def test_new_rows_get_cuid_ids_and_millisecond_naive_utc_times(
     connection: AsyncConnection,
 ) -> None:
-    async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
         user = User(email="ada@example.com", name="Ada")
         session.add(user)
         await session.flush()
@@ -38,7 +40,9 @@ async def test_new_rows_get_cuid_ids_and_millisecond_naive_utc_times(
 
 
 async def test_updated_at_is_set_by_the_app_on_every_update(connection: AsyncConnection) -> None:
-    async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
         user = User(email="grace@example.com")
         session.add(user)
         await session.flush()
@@ -56,7 +60,9 @@ async def test_updated_at_is_set_by_the_app_on_every_update(connection: AsyncCon
 
 
 async def test_preferences_get_prismas_defaults(connection: AsyncConnection) -> None:
-    async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
         user = User(email="linus@example.com")
         session.add(user)
         await session.flush()
@@ -71,7 +77,9 @@ async def test_preferences_get_prismas_defaults(connection: AsyncConnection) -> 
 
 
 async def test_deleting_a_user_cascades_to_their_rows(connection: AsyncConnection) -> None:
-    async with AsyncSession(bind=connection, join_transaction_mode="create_savepoint") as session:
+    async with AsyncSession(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    ) as session:
         user = User(email="gone@example.com")
         session.add(user)
         await session.flush()
