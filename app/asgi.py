@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
-from litestar import Litestar
-from litestar.datastructures import ResponseHeader, State
+from litestar import Litestar, Router
+from litestar.datastructures import MutableScopeHeaders, ResponseHeader, State
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.types import Message, Scope
 
 from app import __version__
+from app.auth import cookies
+from app.auth.controllers import AuthController, dev_login
+from app.auth.google import GoogleOIDC
+from app.auth.guard import authenticate, current_identity, optional_identity
 from app.db.engine import Database
 from app.health import health
 from app.lib.problems import EXCEPTION_HANDLERS
+from app.lib.rate_limit import RateLimiter
 from app.settings import Settings, load_settings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -32,12 +41,44 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         session_dependency_key="db_session",
         set_default_exception_handler=False,
     )
+    google = GoogleOIDC.from_settings(settings)
+
+    async def refresh_session_cookie(message: Message, scope: Scope) -> None:
+        """Re-send the session cookie when the guard extended the session (sliding expiry)."""
+        session = scope.get("state", {}).get("refreshed_session")
+        if session is not None and message["type"] == "http.response.start":
+            cookie = cookies.session_cookie(settings, session.session_token, session.expires)
+            MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
+
+    handlers: list[Any] = [health, AuthController]
+    if settings.dev_login_enabled:
+        handlers.append(dev_login)
 
     return Litestar(
-        route_handlers=[health],
+        route_handlers=handlers,
         plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
+        guards=[authenticate],
+        dependencies={
+            "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
+            "google": Provide(lambda: google, sync_to_thread=False, use_cache=True),
+            "identity": Provide(current_identity, sync_to_thread=False),
+            "maybe_identity": Provide(optional_identity, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
-        state=State({"settings": settings, "database": database}),
+        before_send=[refresh_session_cookie],
+        state=State(
+            {
+                "settings": settings,
+                "database": database,
+                "sqlalchemy": sqlalchemy,
+                "signin_ip_limiter": RateLimiter(
+                    settings.auth_signin_limit * 3, settings.auth_signin_window
+                ),
+                "signin_email_limiter": RateLimiter(
+                    settings.auth_signin_limit, settings.auth_signin_window
+                ),
+            }
+        ),
         response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
@@ -45,5 +86,8 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             version=__version__,
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            openapi_router=Router(
+                "/schema", route_handlers=[], include_in_schema=False, opt={"public": True}
+            ),
         ),
     )

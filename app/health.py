@@ -53,7 +53,13 @@ async def check_database(database: Database) -> DatabaseCheck:
     return DatabaseCheck(ok=error is None, latency_ms=latency, error=error)
 
 
-@get("/api/health", tags=["health"], summary="Service and database health", cache=False)
+@get(
+    "/api/health",
+    opt={"public": True},
+    tags=["health"],
+    summary="Service and database health",
+    cache=False,
+)
 async def health(state: State) -> Response[Health]:
     """200 when healthy or degraded, 503 when the database cannot be used."""
     database_check = await check_database(state.database)

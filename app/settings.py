@@ -44,6 +44,26 @@ class Settings(BaseSettings):
         default="https://accounts.google.com", validation_alias="AUTH_GOOGLE_ISSUER"
     )
     auth_dev_login: bool = Field(default=False, validation_alias="AUTH_DEV_LOGIN")
+    auth_allow_email_linking: bool = Field(
+        default=False, validation_alias="AUTH_ALLOW_EMAIL_LINKING"
+    )
+    auth_cookie_name: str = Field(
+        default="authjs.session-token",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        validation_alias="AUTH_COOKIE_NAME",
+    )
+    auth_session_max_age: int = Field(
+        default=30 * 24 * 3600, ge=60, validation_alias="AUTH_SESSION_MAX_AGE"
+    )
+    auth_session_update_age: int = Field(
+        default=24 * 3600, ge=0, validation_alias="AUTH_SESSION_UPDATE_AGE"
+    )
+    auth_signin_limit: int = Field(default=10, ge=1, validation_alias="AUTH_SIGNIN_LIMIT")
+    auth_signin_window: int = Field(default=600, ge=1, validation_alias="AUTH_SIGNIN_WINDOW")
+    smtp_url: str | None = Field(default=None, validation_alias="SMTP_URL")
+    email_from: str = Field(
+        default="ChatWithMe <no-reply@localhost>", validation_alias="EMAIL_FROM"
+    )
     groq_api_key: str | None = Field(default=None, validation_alias="GROQ_API_KEY")
     groq_base_url: str | None = Field(default=None, validation_alias="GROQ_BASE_URL")
     gemini_api_key: str | None = Field(
@@ -74,6 +94,7 @@ class Settings(BaseSettings):
         "gemini_base_url",
         "openai_compat_base_url",
         "redis_url",
+        "smtp_url",
         mode="before",
     )
     @classmethod
@@ -101,6 +122,23 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.app_env == "production"
+
+    @property
+    def google_configured(self) -> bool:
+        return bool(self.auth_google_id and self.auth_google_secret)
+
+    @property
+    def base_url(self) -> str:
+        """AUTH_URL without a trailing slash."""
+        return self.auth_url.rstrip("/")
+
+    @property
+    def uses_https(self) -> bool:
+        return self.auth_url.lower().startswith("https://")
+
+    @property
+    def dev_login_enabled(self) -> bool:
+        return self.auth_dev_login and not self.is_production
 
     @property
     def uses_embedded_database(self) -> bool:

@@ -92,6 +92,10 @@ class Session(Base):
     session_token: Mapped[str] = mapped_column("sessionToken", Text)
     user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("sessions"))
     expires: Mapped[datetime] = mapped_column(Timestamp)
+    # Revision 0002: nullable and defaulted, so rows Prisma writes without it get a value.
+    created_at: Mapped[datetime | None] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
 
     user: Mapped[User] = relationship(back_populates="sessions")
 

@@ -41,10 +41,30 @@ class ProviderError(DomainError):
     title = "Provider Error"
 
 
+class RateLimited(DomainError):
+    """Too many requests; `retry_after` is in whole seconds."""
+
+    title = "Too Many Requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
 class ServiceUnavailable(DomainError):
     """A dependency (the database) is unreachable or saturated; the client may retry."""
 
     title = "Service Unavailable"
+
+
+class SignInFailed(DomainError):
+    """A sign-in attempt failed; `error` is the Auth.js error code shown on the error page."""
+
+    title = "Sign-in Failed"
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error = error
 
 
 class ConfigurationError(Exception):

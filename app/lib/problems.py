@@ -22,6 +22,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.RateLimited: 429,
     errors.ProviderError: 502,
     errors.ServiceUnavailable: 503,
 }
@@ -46,7 +47,8 @@ def problem(
 
 def _domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
     status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
-    return problem(status, exc.title, exc.detail)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+    return problem(status, exc.title, exc.detail, headers=headers)
 
 
 def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:

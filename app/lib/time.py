@@ -16,3 +16,8 @@ def to_naive_utc(value: datetime) -> datetime:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored naive-UTC timestamp as an aware one, so JSON carries the `Z`."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

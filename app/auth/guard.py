@@ -1,0 +1,113 @@
+"""The one guard in front of every route: who is calling, and may they do this?
+
+- The session token comes from `Authorization: Bearer`, or from the session cookie (ours, or
+  NextAuth v4's name). Routes are private unless their `opt` says `public`.
+- A request carrying the session cookie is refused when its `Origin` is another site's.
+- Cookie-authenticated POST/PUT/PATCH/DELETE (and routes marked `csrf`) need the CSRF token in
+  `x-csrf-token`, checked against the CSRF cookie (double submit, constant-time compare).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
+from litestar.handlers.base import BaseRouteHandler
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.cookies import CookieNames, csrf_matches
+from app.auth.services import SessionService
+from app.db.models import Session, User
+from app.lib.errors import Forbidden, Unauthorized
+from app.settings import Settings
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_HEADER = "x-csrf-token"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The signed-in caller of this request."""
+
+    user: User
+    session: Session
+    via: Literal["cookie", "bearer"]
+
+    @property
+    def user_id(self) -> str:
+        return self.user.id
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def request_session(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncSession:
+    """The request's database session (the same one its handler gets)."""
+    config: SQLAlchemyAsyncConfig = connection.app.state.sqlalchemy
+    return config.provide_session(connection.app.state, connection.scope)
+
+
+def _credentials(
+    connection: ASGIConnection[Any, Any, Any, Any], names: CookieNames
+) -> tuple[str, Literal["cookie", "bearer"]] | None:
+    authorization = connection.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip(), "bearer"
+    for name in names.session_candidates():
+        if token := connection.cookies.get(name):
+            return token, "cookie"
+    return None
+
+
+async def authenticate(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """App-level guard: resolves the session and enforces origin, CSRF and sign-in rules."""
+    settings: Settings = connection.app.state.settings
+    names = CookieNames.for_settings(settings)
+    found = _credentials(connection, names)
+    via = found[1] if found else None
+
+    origin = connection.headers.get("origin")
+    if via == "cookie" and origin and origin.lower() != origin_of(settings.base_url):
+        raise Forbidden("Cross-site requests with the session cookie are refused.")
+
+    method = connection.scope["method"] if connection.scope["type"] == ScopeType.HTTP else ""
+    needs_csrf = handler.opt.get("csrf", False) or (via == "cookie" and method in UNSAFE_METHODS)
+    if needs_csrf and via != "bearer":
+        submitted = connection.headers.get(CSRF_HEADER)
+        if not csrf_matches(connection.cookies.get(names.csrf), submitted, settings.secret):
+            raise Forbidden("Missing or invalid CSRF token (get one from GET /api/auth/csrf).")
+
+    if found is not None:
+        sessions = SessionService(request_session(connection), settings)
+        resolved = await sessions.resolve(found[0])
+        if resolved is not None:
+            connection.scope["auth"] = Identity(resolved.user, resolved.session, found[1])
+            connection.scope["user"] = resolved.user
+            if resolved.refreshed and via == "cookie":
+                connection.scope.setdefault("state", {})["refreshed_session"] = resolved.session
+
+    if not handler.opt.get("public", False) and "auth" not in connection.scope:
+        raise Unauthorized("Sign in first: no valid session.")
+
+
+def current_identity(request: Request[Any, Any, Any]) -> Identity:
+    """Dependency for private routes (the guard has already refused anonymous calls)."""
+    identity = request.scope.get("auth")
+    if not isinstance(identity, Identity):
+        raise Unauthorized("Sign in first: no valid session.")
+    return identity
+
+
+def optional_identity(request: Request[Any, Any, Any]) -> Identity | None:
+    identity = request.scope.get("auth")
+    return identity if isinstance(identity, Identity) else None

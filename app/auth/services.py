@@ -1,0 +1,241 @@
+"""Sign-in rules on the NextAuth tables: sessions, account linking, verification tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import Account, Session, User, VerificationToken
+from app.lib.errors import InvalidInput, NotFound, SignInFailed
+from app.lib.time import utc_now
+from app.settings import Settings
+
+EMAIL_TOKEN_LIFETIME = timedelta(hours=24)
+MAX_EMAIL_LENGTH = 320
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalize_email(raw: str) -> str:
+    """Auth.js's normalisation (trim, lowercase), refusing what cannot be an address."""
+    email = raw.strip().lower()
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
+        raise InvalidInput("email: not a valid email address")
+    return email
+
+
+def hash_verification_token(token: str, secret: str) -> str:
+    """Auth.js stores sha256(token + secret) as hex, so either side can check the other's."""
+    return hashlib.sha256(f"{token}{secret}".encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    session: Session
+    user: User
+    refreshed: bool
+
+
+class SessionService:
+    """Database sessions exactly as NextAuth's Prisma adapter keeps them."""
+
+    def __init__(self, db: AsyncSession, settings: Settings) -> None:
+        self.db = db
+        self.max_age = timedelta(seconds=settings.auth_session_max_age)
+        self.update_age = timedelta(seconds=settings.auth_session_update_age)
+
+    async def create(self, user_id: str) -> Session:
+        """A new session with a 256-bit token from the CSPRNG; committed."""
+        now = utc_now()
+        row = Session(
+            session_token=secrets.token_hex(32),
+            user_id=user_id,
+            expires=now + self.max_age,
+            created_at=now,
+        )
+        self.db.add(row)
+        await self.db.commit()
+        return row
+
+    async def resolve(self, token: str) -> Resolved | None:
+        """The live session for `token`, extended at most once per `updateAge`."""
+        found = (
+            await self.db.execute(
+                select(Session, User)
+                .join(User, User.id == Session.user_id)
+                .where(Session.session_token == token)
+            )
+        ).first()
+        if found is None:
+            return None
+        session, user = found
+        now = utc_now()
+        if session.expires <= now:
+            await self.db.execute(delete(Session).where(Session.id == session.id))
+            await self.db.commit()
+            return None
+        refreshed = session.expires - self.max_age + self.update_age <= now
+        if refreshed:
+            session.expires = now + self.max_age
+            await self.db.execute(
+                update(Session).where(Session.id == session.id).values(expires=session.expires)
+            )
+        return Resolved(session, user, refreshed)
+
+    async def end(self, token: str) -> None:
+        await self.db.execute(delete(Session).where(Session.session_token == token))
+        await self.db.commit()
+
+    async def list_for_user(self, user_id: str) -> list[Session]:
+        rows = await self.db.scalars(
+            select(Session)
+            .where(Session.user_id == user_id, Session.expires > utc_now())
+            .order_by(Session.created_at.desc().nulls_last(), Session.id)
+        )
+        return list(rows)
+
+    async def delete_owned(self, user_id: str, session_id: str) -> None:
+        deleted = await self.db.scalar(
+            delete(Session)
+            .where(Session.id == session_id, Session.user_id == user_id)
+            .returning(Session.id)
+        )
+        if deleted is None:
+            raise NotFound("No such session.")
+        await self.db.commit()
+
+    async def revoke_others(self, user_id: str, keep_session_id: str) -> int:
+        result = await self.db.scalars(
+            delete(Session)
+            .where(Session.user_id == user_id, Session.id != keep_session_id)
+            .returning(Session.id)
+        )
+        count = len(result.all())
+        await self.db.commit()
+        return count
+
+
+class SignInService:
+    """Who a sign-in is: NextAuth's account-linking rules for OAuth, email and dev sign-in."""
+
+    def __init__(self, db: AsyncSession, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    async def _user_by_email(self, email: str) -> User | None:
+        return await self.db.scalar(select(User).where(User.email == email))
+
+    async def user_for_google(self, claims: dict[str, Any], tokens: dict[str, Any]) -> User:
+        """The user of a verified Google identity; creates user and account atomically."""
+        subject = str(claims["sub"])
+        for _ in range(2):  # a parallel callback may win the race: then look again
+            user = await self.db.scalar(
+                select(User)
+                .join(Account, Account.user_id == User.id)
+                .where(Account.provider == "google", Account.provider_account_id == subject)
+            )
+            if user is not None:
+                return user
+            raw_email = claims.get("email")
+            if not isinstance(raw_email, str) or not raw_email:
+                raise SignInFailed("AccessDenied", "the Google account has no email address")
+            email = raw_email.strip().lower()
+            existing = await self._user_by_email(email)
+            if existing is not None and not (
+                self.settings.auth_allow_email_linking and claims.get("email_verified") is True
+            ):
+                raise SignInFailed(
+                    "OAuthAccountNotLinked",
+                    "this email belongs to an account that signs in another way",
+                )
+            try:
+                async with self.db.begin_nested():
+                    user = existing or User(
+                        email=email,
+                        name=_text(claims.get("name")),
+                        image=_text(claims.get("picture")),
+                        email_verified=utc_now() if claims.get("email_verified") is True else None,
+                    )
+                    self.db.add(user)
+                    await self.db.flush()
+                    self.db.add(_google_account(user.id, subject, tokens))
+                    await self.db.flush()
+                return user
+            except IntegrityError:
+                continue
+        raise SignInFailed("Verification", "the account changed during sign-in; try again")
+
+    async def create_email_token(self, email: str) -> str:
+        """A one-time sign-in token for `email`; only its hash is stored."""
+        token = secrets.token_hex(32)
+        self.db.add(
+            VerificationToken(
+                identifier=email,
+                token=hash_verification_token(token, self.settings.secret),
+                expires=utc_now() + EMAIL_TOKEN_LIFETIME,
+            )
+        )
+        await self.db.commit()
+        return token
+
+    async def use_email_token(self, email: str, token: str) -> User:
+        """Consume the token (deleted by the statement that reads it) and return its user."""
+        expires = await self.db.scalar(
+            delete(VerificationToken)
+            .where(
+                VerificationToken.identifier == email,
+                VerificationToken.token == hash_verification_token(token, self.settings.secret),
+            )
+            .returning(VerificationToken.expires)
+        )
+        if expires is None:
+            raise SignInFailed("Verification", "the sign-in link is invalid or was already used")
+        if expires <= utc_now():
+            await self.db.commit()  # the expired token stays deleted
+            raise SignInFailed("Verification", "the sign-in link has expired")
+        user = await self.user_for_email(email, verified=True)
+        return user
+
+    async def user_for_email(self, email: str, *, verified: bool, name: str | None = None) -> User:
+        """The user with this email, made if new; `verified` marks the address as proven."""
+        for _ in range(2):
+            user = await self._user_by_email(email)
+            if user is None:
+                try:
+                    async with self.db.begin_nested():
+                        user = User(email=email, name=name)
+                        self.db.add(user)
+                        await self.db.flush()
+                except IntegrityError:
+                    continue
+            if verified and user.email_verified is None:
+                user.email_verified = utc_now()
+            return user
+        raise SignInFailed("Verification", "the account changed during sign-in; try again")
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _google_account(user_id: str, subject: str, tokens: dict[str, Any]) -> Account:
+    expires_at = tokens.get("expires_at")
+    return Account(
+        user_id=user_id,
+        type="oidc",
+        provider="google",
+        provider_account_id=subject,
+        access_token=_text(tokens.get("access_token")),
+        refresh_token=_text(tokens.get("refresh_token")),
+        expires_at=int(expires_at) if isinstance(expires_at, int | float) else None,
+        token_type=_text(tokens.get("token_type")),
+        scope=_text(tokens.get("scope")),
+        id_token=_text(tokens.get("id_token")),
+    )
