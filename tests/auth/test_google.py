@@ -378,3 +378,15 @@ async def test_two_parallel_callbacks_for_one_google_account_make_one_user(
         async with database.engine.begin() as conn:
             await conn.execute(text("DELETE FROM users WHERE email = 'race@example.com'"))
         await database.engine.dispose()
+
+
+async def test_session_tokens_never_reach_the_logs(
+    google_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    response = await sign_in_with_google(google_client)
+    token = set_cookies(response)["authjs.session-token"]["authjs.session-token"].value
+    await google_client.get("/api/auth/session")
+    await google_client.get("/api/auth/sessions", headers={"authorization": f"Bearer {token}"})
+    assert caplog.records  # the flow did log (httpx requests at least)
+    assert token not in caplog.text
