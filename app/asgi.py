@@ -21,12 +21,19 @@ from app.db.engine import Database
 from app.health import health
 from app.lib.problems import EXCEPTION_HANDLERS
 from app.lib.rate_limit import RateLimiter
+from app.llm.controllers import list_models
+from app.llm.router import ModelRouter
 from app.settings import Settings, load_settings
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, *, database: Database | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database: Database | None = None,
+    model_router: ModelRouter | None = None,
+) -> Litestar:
     """Build the Litestar app; `database` lets tests hand in a connection-bound one.
 
     The SQLAlchemy plugin gives each request one session, committed when the response is 2xx
@@ -42,6 +49,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         set_default_exception_handler=False,
     )
     google = GoogleOIDC.from_settings(settings)
+    router = model_router or ModelRouter.from_settings(settings)
 
     async def refresh_session_cookie(message: Message, scope: Scope) -> None:
         """Re-send the session cookie when the guard extended the session (sliding expiry)."""
@@ -50,7 +58,7 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
             cookie = cookies.session_cookie(settings, session.session_token, session.expires)
             MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
 
-    handlers: list[Any] = [health, AuthController]
+    handlers: list[Any] = [health, AuthController, list_models]
     if settings.dev_login_enabled:
         handlers.append(dev_login)
 
@@ -61,16 +69,19 @@ def create_app(settings: Settings | None = None, *, database: Database | None = 
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "google": Provide(lambda: google, sync_to_thread=False, use_cache=True),
+            "router": Provide(lambda: router, sync_to_thread=False, use_cache=True),
             "identity": Provide(current_identity, sync_to_thread=False),
             "maybe_identity": Provide(optional_identity, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[refresh_session_cookie],
+        on_shutdown=[router.aclose],
         state=State(
             {
                 "settings": settings,
                 "database": database,
                 "sqlalchemy": sqlalchemy,
+                "router": router,
                 "signin_ip_limiter": RateLimiter(
                     settings.auth_signin_limit * 3, settings.auth_signin_window
                 ),

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from app import __version__
 from app.db.engine import Database
 from app.lib.schema import CamelStruct
+from app.llm.router import ModelRouter
 
 # Health must answer within 2 s even when the database hangs; this leaves room for the rest.
 DATABASE_CHECK_DEADLINE = 1.5
@@ -27,8 +28,18 @@ class DatabaseCheck(CamelStruct, omit_defaults=True):
     error: str | None = None
 
 
+class ProviderCheck(CamelStruct):
+    configured: bool
+    ok: bool
+    consecutive_failures: int
+    last_error: str | None
+    last_error_at: datetime | None
+    development: bool
+
+
 class Checks(CamelStruct):
     database: DatabaseCheck
+    providers: dict[str, ProviderCheck]
 
 
 class Health(CamelStruct):
@@ -53,20 +64,36 @@ async def check_database(database: Database) -> DatabaseCheck:
     return DatabaseCheck(ok=error is None, latency_ms=latency, error=error)
 
 
-@get(
-    "/api/health",
-    opt={"public": True},
-    tags=["health"],
-    summary="Service and database health",
-    cache=False,
-)
+def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
+    """From what recent calls showed; health never calls a (paid) model API itself."""
+    return {
+        name: ProviderCheck(
+            configured=state.configured,
+            ok=not state.failing,
+            consecutive_failures=state.consecutive_failures,
+            last_error=state.last_error,
+            last_error_at=(
+                datetime.fromtimestamp(state.last_error_at, UTC) if state.last_error_at else None
+            ),
+            development=state.development,
+        )
+        for name, state in router.health.items()
+    }
+
+
+@get("/api/health", opt={"public": True}, tags=["health"], summary="Service health", cache=False)
 async def health(state: State) -> Response[Health]:
-    """200 when healthy or degraded, 503 when the database cannot be used."""
+    """200 when healthy or degraded (every model provider failing), 503 without a database."""
     database_check = await check_database(state.database)
-    status: HealthStatus = "healthy" if database_check.ok else "unhealthy"
+    router: ModelRouter = state.router
+    status: HealthStatus = "healthy"
+    if not database_check.ok:
+        status = "unhealthy"
+    elif router.all_failing:
+        status = "degraded"
     report = Health(
         status=status,
-        checks=Checks(database=database_check),
+        checks=Checks(database=database_check, providers=provider_checks(router)),
         version=__version__,
         timestamp=datetime.now(UTC),
     )

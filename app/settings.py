@@ -73,6 +73,22 @@ class Settings(BaseSettings):
     openai_compat_base_url: str | None = Field(
         default=None, validation_alias="OPENAI_COMPAT_BASE_URL"
     )
+    openai_compat_api_key: str | None = Field(
+        default=None, validation_alias="OPENAI_COMPAT_API_KEY"
+    )
+    openai_compat_models: str = Field(default="", validation_alias="OPENAI_COMPAT_MODELS")
+    default_model: str | None = Field(default=None, validation_alias="DEFAULT_MODEL")
+    models_file: Path | None = Field(default=None, validation_alias="MODELS_FILE")
+    llm_fallback: str = Field(default="auto", validation_alias="LLM_FALLBACK")
+    llm_connect_timeout: float = Field(default=5.0, gt=0, validation_alias="LLM_CONNECT_TIMEOUT")
+    llm_first_token_timeout: float = Field(
+        default=30.0, gt=0, validation_alias="LLM_FIRST_TOKEN_TIMEOUT"
+    )
+    llm_token_gap_timeout: float = Field(
+        default=30.0, gt=0, validation_alias="LLM_TOKEN_GAP_TIMEOUT"
+    )
+    llm_total_timeout: float = Field(default=300.0, gt=0, validation_alias="LLM_TOTAL_TIMEOUT")
+    dev_echo_delay_ms: int = Field(default=20, ge=0, le=5000, validation_alias="DEV_ECHO_DELAY_MS")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60, validation_alias="DB_POOL_TIMEOUT")
@@ -93,6 +109,9 @@ class Settings(BaseSettings):
         "gemini_api_key",
         "gemini_base_url",
         "openai_compat_base_url",
+        "openai_compat_api_key",
+        "default_model",
+        "models_file",
         "redis_url",
         "smtp_url",
         mode="before",

@@ -113,6 +113,11 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         database_url=database_url,
         data_dir=tmp_path,
         auth_secret=TEST_SECRET,
+        # Whatever this machine's environment holds, tests start with no model provider.
+        groq_api_key=None,
+        gemini_api_key=None,
+        openai_compat_base_url=None,
+        dev_echo_delay_ms=0,
     )
 
 

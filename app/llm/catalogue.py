@@ -1,0 +1,142 @@
+"""The models this server can offer: built in, from settings, and which are available."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.lib.errors import ConfigurationError
+from app.llm.types import ModelInfo
+
+DEV_ECHO = ModelInfo(
+    id="dev-echo",
+    provider="dev",
+    model="dev-echo",
+    name="Development echo (not a language model)",
+    context_window=8192,
+    max_output_tokens=1024,
+    development=True,
+)
+
+BUILTIN = [
+    ModelInfo("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile",
+              "Llama 3.3 70B Versatile (Groq)", 131_072, 32_768),
+    ModelInfo("groq/llama-3.1-8b-instant", "groq", "llama-3.1-8b-instant",
+              "Llama 3.1 8B Instant (Groq)", 131_072, 8_192),
+    ModelInfo("groq/openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b",
+              "GPT-OSS 120B (Groq)", 131_072, 65_536),
+    ModelInfo("gemini/gemini-2.5-flash", "gemini", "gemini-2.5-flash",
+              "Gemini 2.5 Flash", 1_048_576, 65_536),
+    ModelInfo("gemini/gemini-2.5-flash-lite", "gemini", "gemini-2.5-flash-lite",
+              "Gemini 2.5 Flash-Lite", 1_048_576, 65_536),
+    ModelInfo("gemini/gemini-2.5-pro", "gemini", "gemini-2.5-pro",
+              "Gemini 2.5 Pro", 1_048_576, 65_536),
+    DEV_ECHO,
+]  # fmt: skip
+
+# Each provider's default model; also the aliases the Prisma schema's `defaultModel` uses.
+PROVIDER_DEFAULTS = {"groq": "groq/llama-3.3-70b-versatile", "gemini": "gemini/gemini-2.5-flash"}
+PREFERENCE_ORDER = ["groq", "gemini", "local", "dev"]
+LOCAL_CONTEXT_WINDOW = 8192
+LOCAL_MAX_OUTPUT = 2048
+
+
+class UnknownModel(ValueError):
+    """The requested model is not in the catalogue or its provider is not configured."""
+
+    def __init__(self, requested: str, available: list[str]) -> None:
+        super().__init__(f"unknown or unavailable model {requested!r}")
+        self.requested = requested
+        self.available = available
+
+
+@dataclass
+class ModelCatalogue:
+    models: dict[str, ModelInfo]
+    aliases: dict[str, str]
+    configured_providers: set[str]
+    server_default: str
+
+    @classmethod
+    def build(
+        cls,
+        configured: set[str],
+        *,
+        local_models: list[str] | None = None,
+        models_file: Path | None = None,
+        default_model: str | None = None,
+    ) -> ModelCatalogue:
+        """`configured`: providers with credentials; `dev` is added only when none is."""
+        models = {model.id: model for model in BUILTIN}
+        aliases = dict(PROVIDER_DEFAULTS)
+        for name in local_models or []:
+            model = ModelInfo(f"local/{name}", "local", name, f"{name} (local)",
+                              LOCAL_CONTEXT_WINDOW, LOCAL_MAX_OUTPUT)  # fmt: skip
+            models[model.id] = model
+            aliases.setdefault("local", model.id)
+        if models_file is not None:
+            extra_models, extra_aliases = _read_models_file(models_file)
+            models.update({model.id: model for model in extra_models})
+            aliases.update(extra_aliases)
+        aliases["dev"] = DEV_ECHO.id
+        providers = set(configured) or {"dev"}
+        catalogue = cls(models, aliases, providers, server_default="")
+        catalogue.server_default = catalogue._choose_default(default_model)
+        return catalogue
+
+    def available(self) -> list[ModelInfo]:
+        return [m for m in self.models.values() if m.provider in self.configured_providers]
+
+    def resolve(self, requested: str | None) -> ModelInfo:
+        """An id or alias (`groq`, `gemini`, ...) to an available model; None is the default."""
+        key = requested.strip() if requested else self.server_default
+        model = self.models.get(self.aliases.get(key, key))
+        if model is None or model.provider not in self.configured_providers:
+            raise UnknownModel(key, [m.id for m in self.available()])
+        return model
+
+    def is_known(self, requested: str) -> bool:
+        """In the catalogue at all (configured or not): what preferences may store."""
+        return self.aliases.get(requested, requested) in self.models
+
+    def default_for(self, provider: str) -> ModelInfo | None:
+        model_id = self.aliases.get(provider)
+        model = self.models.get(model_id) if model_id else None
+        if model is None:
+            model = next((m for m in self.models.values() if m.provider == provider), None)
+        return model if model and model.provider in self.configured_providers else None
+
+    def _choose_default(self, wanted: str | None) -> str:
+        if wanted:
+            return self.resolve(wanted).id
+        for provider in PREFERENCE_ORDER:
+            if (model := self.default_for(provider)) is not None:
+                return model.id
+        raise ConfigurationError("no model is available")
+
+
+def _read_models_file(path: Path) -> tuple[list[ModelInfo], dict[str, str]]:
+    """[[models]] tables (id, provider, model, name, context_window, max_output_tokens) and
+    an [aliases] table."""
+    try:
+        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+        models = [
+            ModelInfo(
+                id=str(entry["id"]),
+                provider=str(entry["provider"]),
+                model=str(entry.get("model") or str(entry["id"]).split("/", 1)[-1]),
+                name=str(entry.get("name") or entry["id"]),
+                context_window=int(entry["context_window"]),
+                max_output_tokens=int(entry["max_output_tokens"]),
+            )
+            for entry in data.get("models", [])
+        ]
+        aliases = {str(k): str(v) for k, v in data.get("aliases", {}).items()}
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"MODELS_FILE {path} is not usable: {exc}") from None
+    unknown = {m.provider for m in models} - {"groq", "gemini", "local"}
+    if unknown:
+        raise ConfigurationError(f"MODELS_FILE {path} names unknown providers: {sorted(unknown)}")
+    return models, aliases

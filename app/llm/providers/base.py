@@ -1,0 +1,57 @@
+"""The provider interface, and how HTTP failures are classified for all of them."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+from app.llm.types import ChatMessage, FailureKind, ModelInfo, ProviderFailure, StreamEnd
+
+StreamEvent = str | StreamEnd
+
+
+class Provider(Protocol):
+    """One vendor. `stream` yields text deltas, then exactly one StreamEnd."""
+
+    name: str
+
+    def stream(
+        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+    ) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None: ...
+
+
+def failure_for_status(
+    status: int, provider: str, headers: Mapping[str, str] | None = None
+) -> ProviderFailure:
+    """Map an HTTP status to a failure kind; the message names no vendor detail."""
+    kind: FailureKind
+    if status == 429:
+        kind = "rate_limited"
+    elif status in (401, 403):
+        kind = "auth"
+    elif status in (400, 404, 409, 413, 422):
+        kind = "bad_request"
+    elif status in (408, 504):
+        kind = "timeout"
+    else:
+        kind = "unavailable"
+    retry_after = _retry_after(headers) if kind == "rate_limited" else None
+    return ProviderFailure(kind, f"{provider} answered HTTP {status}", retry_after=retry_after)
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def ended_early(provider: str) -> ProviderFailure:
+    return ProviderFailure("unavailable", f"{provider} ended the answer before it was complete")
+
+
+def malformed(provider: str) -> ProviderFailure:
+    return ProviderFailure("unavailable", f"{provider} sent a malformed response")

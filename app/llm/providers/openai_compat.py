@@ -1,0 +1,78 @@
+"""Any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio) at a base URL.
+
+Plain httpx and server-sent events: `POST {base}/chat/completions` with `stream: true`.
+The base URL is the one such servers document, usually ending in `/v1`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
+from app.llm.types import ChatMessage, ModelInfo, ProviderFailure, StreamEnd, Usage
+
+
+class OpenAICompatProvider:
+    name = "local"
+
+    def __init__(self, base_url: str, api_key: str | None, timeout: httpx.Timeout) -> None:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout
+        )
+
+    async def stream(
+        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+    ) -> AsyncIterator[StreamEvent]:
+        body: dict[str, Any] = {
+            "model": model.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        usage: Usage | None = None
+        finish_reason: str | None = None
+        done = False
+        try:
+            async with self.client.stream("POST", "chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    raise failure_for_status(response.status_code, self.name, response.headers)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        done = True
+                        break
+                    chunk = json.loads(data)
+                    if chunk.get("usage"):
+                        u = chunk["usage"]
+                        usage = Usage(int(u["prompt_tokens"]), int(u["completion_tokens"]))
+                    for choice in chunk.get("choices") or []:
+                        if text := (choice.get("delta") or {}).get("content"):
+                            yield str(text)
+                        finish_reason = choice.get("finish_reason") or finish_reason
+        except httpx.TimeoutException:
+            raise ProviderFailure(
+                "timeout", "the local model server did not answer in time"
+            ) from None
+        except httpx.TransportError:
+            raise ProviderFailure(
+                "unavailable", "the local model server could not be reached"
+            ) from None
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise malformed(self.name) from None
+        if finish_reason is None and not done:
+            raise ended_early(self.name)
+        if finish_reason == "content_filter":
+            raise ProviderFailure("content_filtered", "the answer was withheld by a content filter")
+        yield StreamEnd(usage, finish_reason or "stop")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,256 @@
+"""ModelRouter: picks the provider for a model, enforces deadlines, falls back, keeps health.
+
+Fallback happens only before the first delta reaches the caller, and never for failures
+another provider would not cure (bad request, authentication, content filter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+
+from app.llm.catalogue import ModelCatalogue
+from app.llm.providers.base import Provider
+from app.llm.providers.dev_echo import DevEchoProvider
+from app.llm.types import (
+    Attempt,
+    ChatMessage,
+    GenerationResult,
+    ModelInfo,
+    ProviderFailure,
+    StreamEnd,
+    Usage,
+    estimate_message_tokens,
+    estimate_tokens,
+)
+from app.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """Seconds. `connect` goes to the HTTP client; the others are enforced here."""
+
+    connect: float = 5.0
+    first_token: float = 30.0
+    token_gap: float = 30.0
+    total: float = 300.0
+
+
+@dataclass(slots=True)
+class ProviderHealth:
+    """What the last calls showed; kept per process, no paid call is made to learn it."""
+
+    configured: bool = True
+    last_error: str | None = None
+    last_error_at: float | None = None
+    consecutive_failures: int = 0
+    development: bool = False
+
+    @property
+    def failing(self) -> bool:
+        return self.consecutive_failures > 0
+
+
+@dataclass
+class ModelRouter:
+    catalogue: ModelCatalogue
+    providers: dict[str, Provider]
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    fallback: list[str] | None = None  # None: the other providers' default models
+    health: dict[str, ProviderHealth] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.providers:
+            self.health.setdefault(name, ProviderHealth(development=name == "dev"))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRouter:
+        deadlines = Deadlines(
+            connect=settings.llm_connect_timeout,
+            first_token=settings.llm_first_token_timeout,
+            token_gap=settings.llm_token_gap_timeout,
+            total=settings.llm_total_timeout,
+        )
+        # Read timeouts are a backstop; the router's own deadlines end stalls sooner.
+        timeout = httpx.Timeout(deadlines.total, connect=deadlines.connect)
+        providers: dict[str, Provider] = {}
+        if settings.groq_api_key:
+            from app.llm.providers.groq import GroqProvider
+
+            providers["groq"] = GroqProvider(settings.groq_api_key, settings.groq_base_url, timeout)
+        if settings.gemini_api_key:
+            from app.llm.providers.gemini import GeminiProvider
+
+            providers["gemini"] = GeminiProvider(
+                settings.gemini_api_key, settings.gemini_base_url, timeout
+            )
+        if settings.openai_compat_base_url:
+            from app.llm.providers.openai_compat import OpenAICompatProvider
+
+            providers["local"] = OpenAICompatProvider(
+                settings.openai_compat_base_url, settings.openai_compat_api_key, timeout
+            )
+        if not providers:
+            providers["dev"] = DevEchoProvider(settings.dev_echo_delay_ms / 1000)
+        local_models = [m.strip() for m in settings.openai_compat_models.split(",") if m.strip()]
+        if "local" in providers and not local_models:
+            local_models = ["default"]
+        catalogue = ModelCatalogue.build(
+            set(providers) - {"dev"},
+            local_models=local_models,
+            models_file=settings.models_file,
+            default_model=settings.default_model,
+        )
+        fallback = None
+        if settings.llm_fallback.strip().lower() == "none":
+            fallback = []
+        elif settings.llm_fallback.strip().lower() != "auto":
+            fallback = [
+                catalogue.resolve(m).id for m in settings.llm_fallback.split(",") if m.strip()
+            ]
+        return cls(catalogue, providers, deadlines, fallback)
+
+    def resolve(self, requested: str | None) -> ModelInfo:
+        """Raises UnknownModel (with the available ids) for anything not on offer."""
+        return self.catalogue.resolve(requested)
+
+    def chain_for(self, model: ModelInfo) -> list[ModelInfo]:
+        """The model, then the fallbacks to try if it fails before its first delta."""
+        if self.fallback is not None:
+            others = [self.catalogue.models[m] for m in self.fallback]
+        else:
+            others = [
+                fallback
+                for provider in self.providers
+                if provider != model.provider
+                and (fallback := self.catalogue.default_for(provider)) is not None
+            ]
+        return [model, *(m for m in others if m.id != model.id)]
+
+    def stream(
+        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None = None
+    ) -> Generation:
+        return Generation(self, self.chain_for(model), messages, max_tokens)
+
+    def record(self, provider: str, failure: ProviderFailure | None) -> None:
+        state = self.health.setdefault(provider, ProviderHealth())
+        if failure is None:
+            state.consecutive_failures = 0
+            return
+        state.consecutive_failures += 1
+        state.last_error = failure.kind
+        state.last_error_at = time.time()
+
+    @property
+    def all_failing(self) -> bool:
+        return bool(self.health) and all(h.failing for h in self.health.values())
+
+    async def aclose(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+
+
+class Generation:
+    """One answer being streamed: iterate it for text deltas; then read `result`.
+
+    Iteration raises ProviderFailure when every model in the chain failed, or when the
+    answering one failed after its first delta (`partial` then holds what was sent).
+    Closing it early (`aclose`, or leaving the loop) cancels the upstream request.
+    """
+
+    def __init__(
+        self,
+        router: ModelRouter,
+        chain: list[ModelInfo],
+        messages: list[ChatMessage],
+        max_tokens: int | None,
+    ) -> None:
+        self.router = router
+        self.chain = chain
+        self.messages = messages
+        self.max_tokens = max_tokens
+        self.attempts: list[Attempt] = []
+        self.result: GenerationResult | None = None
+        self.answered_by: ModelInfo | None = None
+        self.partial = ""
+        self.time_to_first_token_ms: float | None = None
+        self._iterator: AsyncIterator[str] | None = None
+        self._started = 0.0
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iterator is None:
+            self._iterator = self._run()
+        return self._iterator
+
+    async def aclose(self) -> None:
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self._started) * 1000 if self._started else 0.0
+
+    async def _run(self) -> AsyncIterator[str]:
+        self._started = time.perf_counter()
+        deadlines = self.router.deadlines
+        total_deadline = self._started + deadlines.total
+        for index, model in enumerate(self.chain):
+            provider = self.router.providers[model.provider]
+            events = provider.stream(model, self.messages, self.max_tokens)
+            end: StreamEnd | None = None
+            failure: ProviderFailure | None = None
+            try:
+                while True:
+                    wait = deadlines.token_gap if self.partial else deadlines.first_token
+                    wait = min(wait, total_deadline - time.perf_counter())
+                    try:
+                        async with asyncio.timeout(max(wait, 0)):
+                            event = await anext(events)
+                    except TimeoutError:
+                        stage = "between tokens" if self.partial else "before the first token"
+                        raise ProviderFailure(
+                            "timeout", f"{model.provider} stalled {stage}"
+                        ) from None
+                    if isinstance(event, StreamEnd):
+                        end = event
+                        break
+                    if not self.partial:
+                        self.answered_by = model
+                        self.time_to_first_token_ms = self.elapsed_ms()
+                    self.partial += event
+                    yield event
+            except StopAsyncIteration:
+                failure = ProviderFailure("unavailable", f"{model.provider} ended without a result")
+            except ProviderFailure as exc:
+                failure = exc
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+            self.router.record(model.provider, failure)
+            if failure is None and end is not None:
+                self.answered_by = model
+                self.result = self._result(model, end)
+                return
+            assert failure is not None
+            last = index == len(self.chain) - 1
+            if self.partial or failure.final or last:
+                raise failure
+            self.attempts.append(Attempt(model.id, model.provider, failure.kind, failure.message))
+
+    def _result(self, model: ModelInfo, end: StreamEnd) -> GenerationResult:
+        usage = end.usage or Usage(
+            prompt_tokens=sum(estimate_message_tokens(m.content) for m in self.messages),
+            completion_tokens=estimate_tokens(self.partial),
+            estimated=True,
+        )
+        return GenerationResult(
+            model=model.id,
+            provider=model.provider,
+            usage=usage,
+            finish_reason=end.finish_reason,
+            time_to_first_token_ms=self.time_to_first_token_ms,
+            total_time_ms=self.elapsed_ms(),
+            attempts=list(self.attempts),
+        )
