@@ -176,7 +176,7 @@ class Generation:
         self.attempts: list[Attempt] = []
         self.result: GenerationResult | None = None
         self.answered_by: ModelInfo | None = None
-        self.partial = ""
+        self._parts: list[str] = []
         self.time_to_first_token_ms: float | None = None
         self._iterator: AsyncIterator[str] | None = None
         self._started = 0.0
@@ -190,12 +190,18 @@ class Generation:
         if self._iterator is not None:
             await self._iterator.aclose()  # type: ignore[attr-defined]
 
+    @property
+    def partial(self) -> str:
+        """The text yielded so far."""
+        return "".join(self._parts)
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000 if self._started else 0.0
 
     async def _run(self) -> AsyncIterator[str]:
         self._started = time.perf_counter()
         deadlines = self.router.deadlines
+        loop = asyncio.get_running_loop()
         total_deadline = self._started + deadlines.total
         for index, model in enumerate(self.chain):
             provider = self.router.providers[model.provider]
@@ -203,25 +209,24 @@ class Generation:
             end: StreamEnd | None = None
             failure: ProviderFailure | None = None
             try:
-                while True:
-                    wait = deadlines.token_gap if self.partial else deadlines.first_token
-                    wait = min(wait, total_deadline - time.perf_counter())
-                    try:
-                        async with asyncio.timeout(max(wait, 0)):
-                            event = await anext(events)
-                    except TimeoutError:
-                        stage = "between tokens" if self.partial else "before the first token"
-                        raise ProviderFailure(
-                            "timeout", f"{model.provider} stalled {stage}"
-                        ) from None
-                    if isinstance(event, StreamEnd):
-                        end = event
-                        break
-                    if not self.partial:
-                        self.answered_by = model
-                        self.time_to_first_token_ms = self.elapsed_ms()
-                    self.partial += event
-                    yield event
+                # One timer, moved on at every delta: cheaper than a new context per delta.
+                async with asyncio.timeout(None) as deadline:
+                    while True:
+                        wait = deadlines.token_gap if self._parts else deadlines.first_token
+                        wait = min(wait, total_deadline - time.perf_counter())
+                        deadline.reschedule(loop.time() + max(wait, 0))
+                        event = await anext(events)  # past the deadline: TimeoutError
+                        if isinstance(event, StreamEnd):
+                            end = event
+                            break
+                        if not self._parts:
+                            self.answered_by = model
+                            self.time_to_first_token_ms = self.elapsed_ms()
+                        self._parts.append(event)
+                        deadline.reschedule(None)  # no deadline while the caller holds the delta
+                        yield event
+            except TimeoutError:
+                failure = self._stalled(model)
             except StopAsyncIteration:
                 failure = ProviderFailure("unavailable", f"{model.provider} ended without a result")
             except ProviderFailure as exc:
@@ -235,9 +240,13 @@ class Generation:
                 return
             assert failure is not None
             last = index == len(self.chain) - 1
-            if self.partial or failure.final or last:
+            if self._parts or failure.final or last:
                 raise failure
             self.attempts.append(Attempt(model.id, model.provider, failure.kind, failure.message))
+
+    def _stalled(self, model: ModelInfo) -> ProviderFailure:
+        stage = "between tokens" if self._parts else "before the first token"
+        return ProviderFailure("timeout", f"{model.provider} stalled {stage}")
 
     def _result(self, model: ModelInfo, end: StreamEnd) -> GenerationResult:
         usage = end.usage or Usage(

@@ -68,7 +68,7 @@ class FakeLLM:
     def sleep(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
-    def start(self) -> FakeLLM:
+    def start(self, port: int = 0) -> FakeLLM:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -244,7 +244,7 @@ class FakeLLM:
 
                 self._stream(scenario, chunk, final)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
