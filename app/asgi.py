@@ -17,15 +17,27 @@ from app.auth import cookies
 from app.auth.controllers import AuthController, dev_login
 from app.auth.google import GoogleOIDC
 from app.auth.guard import authenticate, current_identity, optional_identity
+from app.chat.controllers import ConversationController, MessageController, chat
+from app.chat.flow import ChatFlow
 from app.db.engine import Database
 from app.health import health
 from app.lib.problems import EXCEPTION_HANDLERS
-from app.lib.rate_limit import RateLimiter
+from app.lib.rate_limit import rate_limiter
 from app.llm.controllers import list_models
 from app.llm.router import ModelRouter
 from app.settings import Settings, load_settings
+from app.users.controllers import UserController
 
 MAX_BODY_BYTES = 1024 * 1024
+
+
+def _redis(url: str | None) -> Any | None:
+    """A shared Redis client for rate limits, when REDIS_URL is set."""
+    if url is None:
+        return None
+    from redis.asyncio import Redis
+
+    return Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
 def create_app(
@@ -50,6 +62,7 @@ def create_app(
     )
     google = GoogleOIDC.from_settings(settings)
     router = model_router or ModelRouter.from_settings(settings)
+    redis = _redis(settings.redis_url)
 
     async def refresh_session_cookie(message: Message, scope: Scope) -> None:
         """Re-send the session cookie when the guard extended the session (sliding expiry)."""
@@ -58,7 +71,16 @@ def create_app(
             cookie = cookies.session_cookie(settings, session.session_token, session.expires)
             MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
 
-    handlers: list[Any] = [health, AuthController, list_models]
+    flow = ChatFlow(settings, database, router)
+    handlers: list[Any] = [
+        health,
+        AuthController,
+        list_models,
+        chat,
+        ConversationController,
+        MessageController,
+        UserController,
+    ]
     if settings.dev_login_enabled:
         handlers.append(dev_login)
 
@@ -70,23 +92,27 @@ def create_app(
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "google": Provide(lambda: google, sync_to_thread=False, use_cache=True),
             "router": Provide(lambda: router, sync_to_thread=False, use_cache=True),
+            "flow": Provide(lambda: flow, sync_to_thread=False, use_cache=True),
             "identity": Provide(current_identity, sync_to_thread=False),
             "maybe_identity": Provide(optional_identity, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[refresh_session_cookie],
-        on_shutdown=[router.aclose],
+        on_shutdown=[router.aclose, *([redis.aclose] if redis is not None else [])],
         state=State(
             {
                 "settings": settings,
                 "database": database,
                 "sqlalchemy": sqlalchemy,
                 "router": router,
-                "signin_ip_limiter": RateLimiter(
-                    settings.auth_signin_limit * 3, settings.auth_signin_window
+                "signin_ip_limiter": rate_limiter(
+                    redis, "signin-ip", settings.auth_signin_limit * 3, settings.auth_signin_window
                 ),
-                "signin_email_limiter": RateLimiter(
-                    settings.auth_signin_limit, settings.auth_signin_window
+                "signin_email_limiter": rate_limiter(
+                    redis, "signin-email", settings.auth_signin_limit, settings.auth_signin_window
+                ),
+                "chat_limiter": rate_limiter(
+                    redis, "chat", settings.chat_rate_limit, settings.chat_rate_window
                 ),
             }
         ),

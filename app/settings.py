@@ -90,6 +90,22 @@ class Settings(BaseSettings):
     llm_total_timeout: float = Field(default=300.0, gt=0, validation_alias="LLM_TOTAL_TIMEOUT")
     dev_echo_delay_ms: int = Field(default=20, ge=0, le=5000, validation_alias="DEV_ECHO_DELAY_MS")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    system_prompt: str = Field(
+        default="You are ChatWithMe, a helpful assistant. Answer clearly and concisely.",
+        validation_alias="SYSTEM_PROMPT",
+    )
+    chat_history_messages: int = Field(
+        default=10, ge=0, le=500, validation_alias="CHAT_HISTORY_MESSAGES"
+    )
+    chat_context_margin: int = Field(default=256, ge=0, validation_alias="CHAT_CONTEXT_MARGIN")
+    chat_max_message_chars: int = Field(
+        default=32_000, ge=1, le=1_000_000, validation_alias="CHAT_MAX_MESSAGE_CHARS"
+    )
+    chat_max_title_chars: int = Field(
+        default=200, ge=1, le=10_000, validation_alias="CHAT_MAX_TITLE_CHARS"
+    )
+    chat_rate_limit: int = Field(default=20, ge=1, validation_alias="CHAT_RATE_LIMIT")
+    chat_rate_window: int = Field(default=60, ge=1, validation_alias="CHAT_RATE_WINDOW")
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60, validation_alias="DB_POOL_TIMEOUT")
     db_connect_timeout: float = Field(

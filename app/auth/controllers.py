@@ -62,14 +62,14 @@ def _client_ip(request: Request[Any, Any, Any]) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _limit(request: Request[Any, Any, Any], email: str | None = None) -> None:
+async def _limit(request: Request[Any, Any, Any], email: str | None = None) -> None:
     """Per-IP and per-email limits on everything that starts or completes a sign-in."""
     state = request.app.state
     ip_limiter: RateLimiter = state.signin_ip_limiter
-    ip_limiter.hit(_client_ip(request), "sign-in attempts")
+    await ip_limiter.hit(_client_ip(request), "sign-in attempts")
     if email is not None:
         email_limiter: RateLimiter = state.signin_email_limiter
-        email_limiter.hit(email, "sign-in attempts for this address")
+        await email_limiter.hit(email, "sign-in attempts for this address")
 
 
 def _error_redirect(settings: AppSettings, error: str, *clear: str) -> Redirect:
@@ -144,7 +144,7 @@ class AuthController(Controller):
         """Redirect to Google with state, PKCE (S256) and a nonce kept in a sealed cookie."""
         if google is None:
             return problem(404, "Not Found", "Google sign-in is not configured on this server.")
-        _limit(request)
+        await _limit(request)
         state, verifier, nonce = (secrets.token_urlsafe(32) for _ in range(3))
         try:
             url = await google.authorization_url(state, verifier, nonce)
@@ -181,7 +181,7 @@ class AuthController(Controller):
         check_name = CookieNames.for_settings(settings).check
         if google is None:
             return _error_redirect(settings, "Configuration", check_name)
-        _limit(request)
+        await _limit(request)
         check = cookies.unseal(settings.secret, request.cookies.get(check_name))
         if error:
             return _error_redirect(settings, "AccessDenied", check_name)
@@ -215,7 +215,7 @@ class AuthController(Controller):
     ) -> Done:
         """Email a one-time sign-in link. The answer is the same for known and unknown addresses."""
         email = normalize_email(data.email)
-        _limit(request, email)
+        await _limit(request, email)
         token = await SignInService(db_session, settings).create_email_token(email)
         callback = safe_callback_url(data.callback_url, settings.base_url)
         query = urlencode({"callbackUrl": callback, "token": token, "email": email})
@@ -235,7 +235,7 @@ class AuthController(Controller):
         callback_url: CallbackUrl = None,
     ) -> Response[Any]:
         """Use the link's token once, make the user if new, and sign them in."""
-        _limit(request)
+        await _limit(request)
         try:
             address = normalize_email(email)
             user = await SignInService(db_session, settings).use_email_token(address, token)
@@ -325,7 +325,7 @@ async def dev_login(
 ) -> Response[DevLoginResult]:
     """Development only: sign in as any email address without a provider."""
     email = normalize_email(data.email)
-    _limit(request, email)
+    await _limit(request, email)
     user = await SignInService(db_session, settings).user_for_email(
         email, verified=False, name=data.name
     )

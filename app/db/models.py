@@ -9,9 +9,10 @@ names, camelCase fields), so a Prisma/NextAuth app can share the database.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, MetaData, Text, text
-from sqlalchemy.dialects.postgresql import TIMESTAMP
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from app.lib.time import utc_now
@@ -115,6 +116,7 @@ class VerificationToken(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
+    __table_args__ = (Index("conversations_userId_updatedAt_idx", "userId", "updatedAt"),)
 
     id: Mapped[str] = _id_column()
     title: Mapped[str | None] = mapped_column(Text)
@@ -125,10 +127,16 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(
         "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
     )
+    # A lease: while in the future, an answer is being generated (one at a time).
+    generating_until: Mapped[datetime | None] = mapped_column("generatingUntil", Timestamp)
 
 
 class Message(Base):
     __tablename__ = "messages"
+    __table_args__ = (
+        Index("messages_conversationId_createdAt_idx", "conversationId", "createdAt"),
+        Index("messages_userId_createdAt_idx", "userId", "createdAt"),
+    )
 
     id: Mapped[str] = _id_column()
     content: Mapped[str] = mapped_column(Text)
@@ -145,6 +153,58 @@ class Message(Base):
         ),
     )
     user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("messages"))
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+    # Revision 0003: how an answer came about. Prisma-written rows get the defaults.
+    status: Mapped[str] = mapped_column(Text, server_default=text("'complete'"), default="complete")
+    provider: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column("promptTokens", Integer)
+    completion_tokens: Mapped[int | None] = mapped_column("completionTokens", Integer)
+    tokens_estimated: Mapped[bool | None] = mapped_column("tokensEstimated", Boolean)
+    time_to_first_token_ms: Mapped[int | None] = mapped_column("timeToFirstTokenMs", Integer)
+    total_time_ms: Mapped[int | None] = mapped_column("totalTimeMs", Integer)
+    finish_reason: Mapped[str | None] = mapped_column("finishReason", Text)
+    error_code: Mapped[str | None] = mapped_column("errorCode", Text)
+    attempts: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    prompt_message_ids: Mapped[list[str] | None] = mapped_column(
+        "promptMessageIds", ARRAY(Text), server_default=text("ARRAY[]::TEXT[]"), default=list
+    )
+    reply_to_id: Mapped[str | None] = mapped_column(
+        "replyToId",
+        Text,
+        ForeignKey(
+            "messages.id", name="messages_replyToId_fkey", ondelete="SET NULL", onupdate="CASCADE"
+        ),
+    )
+    superseded_at: Mapped[datetime | None] = mapped_column("supersededAt", Timestamp)
+
+
+class MessageReaction(Base):
+    __tablename__ = "message_reactions"
+    __table_args__ = (
+        Index(
+            "message_reactions_messageId_userId_type_key",
+            "messageId",
+            "userId",
+            "type",
+            unique=True,
+        ),
+    )
+
+    id: Mapped[str] = _id_column()
+    message_id: Mapped[str] = mapped_column(
+        "messageId",
+        Text,
+        ForeignKey(
+            "messages.id",
+            name="message_reactions_messageId_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+    )
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("message_reactions"))
+    type: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(
         "createdAt", Timestamp, server_default=NOW, default=utc_now
     )

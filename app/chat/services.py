@@ -1,0 +1,329 @@
+"""Conversations and messages: plain data access, every query scoped by the caller's userId."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.chat import schemas
+from app.chat.history import PastMessage
+from app.db.models import Conversation, Message, MessageReaction
+from app.lib.errors import Conflict, InvalidInput, NotFound
+from app.lib.pagination import clamp, decode_cursor, encode_cursor
+from app.lib.time import as_utc, utc_now
+from prisma_compat import cuid
+
+PREVIEW_CHARS = 200
+MAX_CONVERSATIONS_PAGE = 100
+MAX_MESSAGES_PAGE = 200
+TITLE_CHARS = 60
+
+
+def title_from(message: str) -> str:
+    """The first line, at most 60 characters, cut at a word boundary."""
+    line = next((part.strip() for part in message.strip().splitlines() if part.strip()), "")
+    if len(line) <= TITLE_CHARS:
+        return line or "New conversation"
+    cut = line[: TITLE_CHARS + 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > 0 else line[:TITLE_CHARS]).rstrip()
+
+
+def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Message:
+    answered = row.role == "assistant"
+    return schemas.Message(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,
+        content=row.content,
+        model=row.model,
+        created_at=as_utc(row.created_at),
+        status=row.status,
+        provider=row.provider,
+        usage=schemas.Usage(row.prompt_tokens, row.completion_tokens, row.tokens_estimated)
+        if answered
+        else None,
+        time_to_first_token_ms=row.time_to_first_token_ms,
+        total_time_ms=row.total_time_ms,
+        finish_reason=row.finish_reason,
+        error_code=row.error_code,
+        reply_to_id=row.reply_to_id,
+        prompt_message_ids=row.prompt_message_ids if answered else None,
+        attempts=row.attempts,
+        superseded_at=as_utc(row.superseded_at) if row.superseded_at else None,
+        reactions=list(reactions),
+    )
+
+
+class ConversationService:
+    def __init__(self, db: AsyncSession, user_id: str) -> None:
+        self.db = db
+        self.user_id = user_id
+
+    async def get_owned(self, conversation_id: str) -> Conversation:
+        found = await self.db.scalar(
+            select(Conversation).where(
+                Conversation.id == conversation_id, Conversation.user_id == self.user_id
+            )
+        )
+        if found is None:
+            raise NotFound("No such conversation.")
+        return found
+
+    async def list_for_user(
+        self, limit: int | None, cursor: str | None
+    ) -> schemas.ConversationPage:
+        """Newest activity first; one SQL statement whatever the page size."""
+        size = clamp(limit, 20, MAX_CONVERSATIONS_PAGE)
+        last = (
+            select(
+                Message.content.label("content"),
+                Message.role.label("role"),
+                Message.created_at.label("at"),
+            )
+            .where(Message.conversation_id == Conversation.id, Message.superseded_at.is_(None))
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
+            .lateral("last")
+        )
+        counted = (
+            select(func.count()).where(Message.conversation_id == Conversation.id).scalar_subquery()
+        )
+        query = (
+            select(
+                Conversation.id,
+                Conversation.title,
+                Conversation.created_at,
+                Conversation.updated_at,
+                counted.label("message_count"),
+                func.left(last.c.content, PREVIEW_CHARS).label("preview"),
+                last.c.role,
+                last.c.at.label("last_at"),
+            )
+            .outerjoin(last, literal_column("true"))
+            .where(Conversation.user_id == self.user_id)
+            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+            .limit(size + 1)
+        )
+        if cursor:
+            at, row_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    Conversation.updated_at < at,
+                    and_(Conversation.updated_at == at, Conversation.id < row_id),
+                )
+            )
+        rows = (await self.db.execute(query)).all()
+        page = rows[:size]
+        return schemas.ConversationPage(
+            conversations=[
+                schemas.ConversationSummary(
+                    id=r.id,
+                    title=r.title,
+                    created_at=as_utc(r.created_at),
+                    updated_at=as_utc(r.updated_at),
+                    message_count=r.message_count,
+                    last_message=r.preview,
+                    last_message_role=r.role,
+                    last_message_at=as_utc(r.last_at) if r.last_at else None,
+                )
+                for r in page
+            ],
+            next_cursor=encode_cursor(page[-1].updated_at, page[-1].id)
+            if len(rows) > size
+            else None,
+        )
+
+    async def create(self, title: str | None) -> Conversation:
+        conversation = Conversation(user_id=self.user_id, title=title)
+        self.db.add(conversation)
+        await self.db.flush()
+        return conversation
+
+    async def rename(self, conversation_id: str, title: str | None) -> Conversation:
+        conversation = await self.get_owned(conversation_id)
+        conversation.title = title
+        conversation.updated_at = utc_now()
+        await self.db.flush()
+        return conversation
+
+    async def delete(self, conversation_id: str) -> None:
+        gone = await self.db.scalar(
+            delete(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
+            .returning(Conversation.id)
+        )
+        if gone is None:
+            raise NotFound("No such conversation.")
+
+    async def start_generation(self, conversation_id: str, lease: timedelta) -> None:
+        """Take the conversation's generation lease, or refuse: one answer at a time."""
+        now = utc_now()
+        taken = await self.db.scalar(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.user_id == self.user_id,
+                or_(Conversation.generating_until.is_(None), Conversation.generating_until < now),
+            )
+            .values(generating_until=now + lease)
+            .returning(Conversation.id)
+        )
+        if taken is None:
+            await self.get_owned(conversation_id)  # NotFound when it is not theirs
+            raise Conflict("An answer is already being generated in this conversation.")
+
+
+class MessageService:
+    def __init__(self, db: AsyncSession, user_id: str) -> None:
+        self.db = db
+        self.user_id = user_id
+
+    def _owned(self) -> Any:
+        return Message.user_id == self.user_id
+
+    async def page(
+        self,
+        conversation_id: str,
+        before: str | None,
+        limit: int | None,
+        include_versions: bool = False,
+    ) -> schemas.MessagePage:
+        """The newest page before the cursor, in chronological order."""
+        size = clamp(limit, 50, MAX_MESSAGES_PAGE)
+        query = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id, self._owned())
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(size + 1)
+        )
+        if not include_versions:
+            query = query.where(Message.superseded_at.is_(None))
+        if before:
+            at, row_id = decode_cursor(before)
+            query = query.where(
+                or_(Message.created_at < at, and_(Message.created_at == at, Message.id < row_id))
+            )
+        rows = list(await self.db.scalars(query))
+        page = rows[:size]
+        page.reverse()
+        reactions = await self.reactions_for([m.id for m in page])
+        return schemas.MessagePage(
+            messages=[message_schema(m, reactions.get(m.id, ())) for m in page],
+            next_cursor=encode_cursor(page[0].created_at, page[0].id) if len(rows) > size else None,
+        )
+
+    async def all_in(self, conversation_id: str) -> list[Message]:
+        return list(
+            await self.db.scalars(
+                select(Message)
+                .where(Message.conversation_id == conversation_id, self._owned())
+                .order_by(Message.created_at, Message.id)
+            )
+        )
+
+    async def recent_history(
+        self, conversation_id: str, count: int, before: datetime | None = None
+    ) -> list[PastMessage]:
+        """Up to `count` latest usable messages (no failed or replaced answers), oldest first."""
+        query = (
+            select(Message.id, Message.role, Message.content)
+            .where(
+                Message.conversation_id == conversation_id,
+                self._owned(),
+                Message.superseded_at.is_(None),
+                Message.status != "error",
+                Message.content != "",
+            )
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(count)
+        )
+        if before is not None:
+            query = query.where(Message.created_at < before)
+        rows = (await self.db.execute(query)).all()
+        return [PastMessage(r.id, r.role, r.content) for r in reversed(rows)]
+
+    async def add_user_message(self, conversation_id: str, content: str) -> Message:
+        message = Message(
+            conversation_id=conversation_id, user_id=self.user_id, role="user", content=content
+        )
+        self.db.add(message)
+        await self.db.flush()
+        return message
+
+    async def last_user_message(self, conversation_id: str) -> Message:
+        found = await self.db.scalar(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation_id, self._owned(), Message.role == "user"
+            )
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
+        )
+        if found is None:
+            raise InvalidInput("This conversation has no message to answer again.")
+        return found
+
+    async def supersede_answers_to(self, message_id: str) -> None:
+        await self.db.execute(
+            update(Message)
+            .where(
+                Message.reply_to_id == message_id,
+                self._owned(),
+                Message.superseded_at.is_(None),
+            )
+            .values(superseded_at=utc_now())
+        )
+
+    async def delete_owned(self, message_id: str) -> None:
+        gone = await self.db.scalar(
+            delete(Message).where(Message.id == message_id, self._owned()).returning(Message.id)
+        )
+        if gone is None:
+            raise NotFound("No such message.")
+
+    async def _require_owned(self, message_id: str) -> None:
+        found = await self.db.scalar(
+            select(Message.id).where(Message.id == message_id, self._owned())
+        )
+        if found is None:
+            raise NotFound("No such message.")
+
+    async def react(self, message_id: str, kind: str) -> None:
+        await self._require_owned(message_id)
+        await self.db.execute(
+            insert(MessageReaction)
+            .values(id=cuid(), message_id=message_id, user_id=self.user_id, type=kind)
+            .on_conflict_do_nothing(index_elements=["messageId", "userId", "type"])
+        )
+
+    async def unreact(self, message_id: str, kind: str) -> None:
+        await self._require_owned(message_id)
+        await self.db.execute(
+            delete(MessageReaction).where(
+                MessageReaction.message_id == message_id,
+                MessageReaction.user_id == self.user_id,
+                MessageReaction.type == kind,
+            )
+        )
+
+    async def reactions_for(self, message_ids: list[str]) -> dict[str, list[str]]:
+        if not message_ids:
+            return {}
+        rows = await self.db.execute(
+            select(MessageReaction.message_id, MessageReaction.type)
+            .where(
+                MessageReaction.message_id.in_(message_ids),
+                MessageReaction.user_id == self.user_id,
+            )
+            .order_by(MessageReaction.type)
+        )
+        found: dict[str, list[str]] = {}
+        for message_id, kind in rows:
+            found.setdefault(message_id, []).append(kind)
+        return found

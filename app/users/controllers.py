@@ -1,0 +1,72 @@
+"""`/api/users/me`: your profile, preferences, export, and account deletion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Response, delete, get, patch
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from app.auth import cookies
+from app.auth.cookies import CookieNames
+from app.auth.guard import Identity
+from app.lib.deps import AppSettings, DbSession
+from app.llm.router import ModelRouter
+from app.users import schemas
+from app.users.services import UserService, preferences_schema, profile
+
+IdentityDep = NamedDependency[Identity]
+
+
+class UserController(Controller):
+    path = "/api/users/me"
+    tags = ["users"]
+
+    @get("/")
+    async def me(self, db_session: DbSession, identity: IdentityDep) -> schemas.UserProfile:
+        return profile(await UserService(db_session, identity.user_id).get())
+
+    @patch("/")
+    async def update_me(
+        self, db_session: DbSession, identity: IdentityDep, data: JSONBody[schemas.UserUpdate]
+    ) -> schemas.UserProfile:
+        """Change `name` and `image` (an https URL, stored and never fetched)."""
+        return profile(await UserService(db_session, identity.user_id).update(data))
+
+    @delete("/", status_code=204)
+    async def delete_me(
+        self, db_session: DbSession, identity: IdentityDep, settings: AppSettings
+    ) -> Response[None]:
+        """Delete your account and everything in it: conversations, sessions, accounts."""
+        await UserService(db_session, identity.user_id).delete()
+        names = CookieNames.for_settings(settings).session_candidates()
+        return Response(
+            None, status_code=204, cookies=[cookies.expired(settings, n) for n in names]
+        )
+
+    @get("/preferences")
+    async def preferences(
+        self, db_session: DbSession, identity: IdentityDep
+    ) -> schemas.Preferences:
+        """Made with the defaults (groq, dark, en) on first read."""
+        return preferences_schema(await UserService(db_session, identity.user_id).preferences())
+
+    @patch("/preferences")
+    async def update_preferences(
+        self,
+        db_session: DbSession,
+        identity: IdentityDep,
+        router: NamedDependency[ModelRouter],
+        data: JSONBody[schemas.PreferencesUpdate],
+    ) -> schemas.Preferences:
+        service = UserService(db_session, identity.user_id)
+        return preferences_schema(await service.update_preferences(data, router.catalogue))
+
+    @get("/export")
+    async def export(self, db_session: DbSession, identity: IdentityDep) -> Response[Any]:
+        """Everything of yours in one JSON download (no tokens)."""
+        body = await UserService(db_session, identity.user_id).export()
+        return Response(
+            body, headers={"Content-Disposition": 'attachment; filename="chatwithme-export.json"'}
+        )
