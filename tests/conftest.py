@@ -28,6 +28,7 @@ from app.db.embedded import EmbeddedPostgres
 from app.db.engine import Database
 from app.db.url import to_async_url
 from app.settings import Settings
+from tests.fakes.llm import FakeLLM
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -176,3 +177,27 @@ async def client(
     """The real app, its sessions joined to the test's transaction."""
     async with http_client(create_app(settings, database=Database.bound_to(connection))) as c:
         yield c
+
+
+# The fake model vendors, one loopback server each (see tests/fakes/llm.py).
+
+
+@pytest.fixture
+def groq_fake() -> Iterator[FakeLLM]:
+    fake = FakeLLM().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def gemini_fake() -> Iterator[FakeLLM]:
+    fake = FakeLLM().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def local_fake() -> Iterator[FakeLLM]:
+    fake = FakeLLM().start()
+    yield fake
+    fake.stop()

@@ -115,7 +115,7 @@ class ConversationController(Controller):
         db_session: DbSession,
         identity: IdentityDep,
         settings: AppSettings,
-        data: JSONBody[schemas.ConversationCreate] | None = None,
+        data: JSONBody[schemas.ConversationCreate | None] = None,
     ) -> schemas.ConversationDetail:
         title = _title(data.title if data else None, settings)
         row = await ConversationService(db_session, identity.user_id).create(title)
@@ -186,7 +186,7 @@ class ConversationController(Controller):
         identity: IdentityDep,
         flow: FlowDep,
         conversation_id: FromPath[str],
-        data: JSONBody[schemas.RegenerateRequest] | None = None,
+        data: JSONBody[schemas.RegenerateRequest | None] = None,
     ) -> Response[Any] | ServerSentEvent:
         """Answer the last user message again; the earlier answer is kept as a version."""
         limiter: RateLimiter = request.app.state.chat_limiter

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,27 +17,6 @@ FAST_DEADLINES = {
     "llm_token_gap_timeout": 0.6,
     "llm_total_timeout": 5.0,
 }
-
-
-@pytest.fixture
-def groq_fake() -> Iterator[FakeLLM]:
-    fake = FakeLLM().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def gemini_fake() -> Iterator[FakeLLM]:
-    fake = FakeLLM().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def local_fake() -> Iterator[FakeLLM]:
-    fake = FakeLLM().start()
-    yield fake
-    fake.stop()
 
 
 def provider_settings(base: Settings, **changes: Any) -> Settings:
