@@ -1,0 +1,159 @@
+"""Behaviour that needs a real server and real commits: uvicorn on loopback, a pooled engine.
+
+A client that goes away mid-stream; two requests at once on one conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import text
+
+from app.asgi import create_app
+from app.db.engine import Database
+from app.settings import Settings
+from tests.chat.conftest import chat_settings
+from tests.fakes.llm import FakeLLM, Scenario
+
+
+@asynccontextmanager
+async def live_app(
+    settings: Settings, database_url: str
+) -> AsyncIterator[tuple[str, str, Database]]:
+    """(base URL, bearer token, database) of the app served by uvicorn; rows removed after."""
+    database = Database.from_url(database_url, settings)
+    email = f"live-{id(database)}@example.com"
+    async with database.engine.begin() as conn:
+        user_id = await conn.scalar(
+            text('INSERT INTO users (id, email, "updatedAt") VALUES (:i, :e, now()) RETURNING id'),
+            {"i": f"live{id(database)}", "e": email},
+        )
+        token = f"live-token-{id(database)}"
+        await conn.execute(
+            text(
+                'INSERT INTO sessions (id, "sessionToken", "userId", expires) '
+                "VALUES (:i, :t, :u, now() + interval '1 day')"
+            ),
+            {"i": f"s{id(database)}", "t": token, "u": user_id},
+        )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, database=database),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}", token, database
+    finally:
+        server.should_exit = True
+        await task
+        cleanup = Database.from_url(database_url, settings)
+        async with cleanup.engine.begin() as conn:
+            await conn.execute(text("DELETE FROM users WHERE email = :e"), {"e": email})
+        await cleanup.engine.dispose()
+
+
+async def _assistant_rows(database: Database, conversation_id: str) -> list[tuple[str, str]]:
+    async with database.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT status, content FROM messages "
+                "WHERE \"conversationId\" = :c AND role = 'assistant'"
+            ),
+            {"c": conversation_id},
+        )
+        return [(r.status, r.content) for r in rows]
+
+
+async def test_a_client_that_leaves_mid_stream_leaves_a_cancelled_partial_answer(
+    settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    groq_fake.next(Scenario(chunks=["part "] * 100, gap=0.05))
+    async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
+        conversation_id = None
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=10) as client,
+            client.stream(
+                "POST",
+                "/api/chat",
+                json={"message": "Tell me a long story", "stream": True},
+                headers={"authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            deltas = 0
+            async for line in response.aiter_lines():
+                if (
+                    line.startswith("data:")
+                    and '"conversationId"' in line
+                    and conversation_id is None
+                ):
+                    conversation_id = line.split('"conversationId":"', 1)[1].split('"', 1)[0]
+                if line.startswith("event: delta"):
+                    deltas += 1
+                if deltas >= 2:
+                    break  # leaving the block closes the connection
+        assert conversation_id is not None
+        rows: list[tuple[str, str]] = []
+        for _ in range(100):
+            rows = await _assistant_rows(database, conversation_id)
+            if rows:
+                break
+            await asyncio.sleep(0.05)
+        assert len(rows) == 1
+        status, content = rows[0]
+        assert status == "cancelled"
+        assert content.startswith("part ") and content != "part " * 100
+        for _ in range(40):
+            if groq_fake.disconnects:
+                break
+            await asyncio.sleep(0.05)
+        assert groq_fake.disconnects == 1 and groq_fake.completed == 0
+        await asyncio.sleep(0.3)
+        assert len(await _assistant_rows(database, conversation_id)) == 1  # stored once
+        await database.engine.dispose()
+
+
+async def test_two_requests_at_once_on_one_conversation_give_one_409(
+    settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    groq_fake.default = Scenario(chunks=["slow "] * 10, gap=0.05)
+    async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
+        headers = {"authorization": f"Bearer {token}"}
+        async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client:
+            created = await client.post("/api/conversations", json={"title": "race"})
+            conversation_id = created.json()["id"]
+            answers = await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/chat", json={"message": f"q{i}", "conversationId": conversation_id}
+                    )
+                    for i in range(2)
+                )
+            )
+            assert sorted(a.status_code for a in answers) == [200, 409]
+            conflict = next(a for a in answers if a.status_code == 409)
+            assert conflict.headers["content-type"].startswith("application/problem+json")
+            # Afterwards the conversation is free again.
+            again = await client.post(
+                "/api/chat", json={"message": "q3", "conversationId": conversation_id}
+            )
+            assert again.status_code == 200
+        assert len(await _assistant_rows(database, conversation_id)) == 2
+        await database.engine.dispose()
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
