@@ -147,7 +147,7 @@ class UserService:
                     "createdAt": as_utc(s.created_at) if s.created_at else None,
                 }
                 for s in sessions
-            ],  # fmt: skip
+            ],
             conversations=[
                 {
                     "id": c.id,
