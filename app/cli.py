@@ -118,6 +118,22 @@ def db_command(args: argparse.Namespace) -> int:
         return 0 if state.ok else 1
 
 
+def seed_demo_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from app.demo import DEMO_EMAIL, seed_demo
+
+    settings = load_settings()
+    with database_url_for(settings) as url:
+        if settings.uses_embedded_database:
+            migrate.upgrade(url)
+        token = asyncio.run(seed_demo(url, settings))
+    print(f"demo user: {DEMO_EMAIL}")
+    print(f"session token: {token}")
+    print(f"try: curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/api/conversations")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatwithme", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     db_parser.add_argument("action", choices=["upgrade", "downgrade", "current", "check"])
     db_parser.add_argument("revision", nargs="?", help="target revision (upgrade/downgrade)")
     db_parser.set_defaults(handler=db_command)
+
+    demo_parser = commands.add_parser("seed-demo", help="create a demo user with conversations")
+    demo_parser.set_defaults(handler=seed_demo_command)
     return parser
 
 

@@ -172,3 +172,48 @@ def test_serve_refuses_a_database_that_is_behind(
     empty = databases.create()
     result = _run_serve(tmp_path, "--port", str(_free_port()), DATABASE_URL=empty)
     _assert_one_line_error(result, "chatwithme db upgrade")
+
+
+def test_seed_demo_creates_a_user_with_conversations_and_a_working_session(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    from app.db import migrate
+    from tests.conftest import in_thread
+
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    runs = [
+        subprocess.run(
+            [CHATWITHME, "seed-demo"], cwd=tmp_path, env=_env(DATABASE_URL=url),
+            capture_output=True, text=True, timeout=120,
+        )
+        for _ in range(2)
+    ]  # fmt: skip
+    tokens = []
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        line = next(x for x in run.stdout.splitlines() if x.startswith("session token: "))
+        tokens.append(line.removeprefix("session token: "))
+    assert tokens[0] != tokens[1]
+
+    import asyncio
+
+    import asyncpg
+
+    async def check() -> tuple[int, int]:
+        from tests.conftest import _libpq
+
+        conn = await asyncpg.connect(_libpq(url))
+        try:
+            conversations = await conn.fetchval(
+                'SELECT count(*) FROM conversations c JOIN users u ON u.id = c."userId" '
+                "WHERE u.email = 'demo@chatwithme.local'"
+            )
+            sessions = await conn.fetchval(
+                'SELECT count(*) FROM sessions WHERE "sessionToken" = ANY($1::text[])', tokens
+            )
+            return conversations, sessions
+        finally:
+            await conn.close()
+
+    assert in_thread(asyncio.run, check()) == (3, 2)  # seeded once, a session per run
