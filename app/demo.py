@@ -20,7 +20,7 @@ CONVERSATIONS = {
         ("assistant", "Day one: Alfama and the castle at sunset. Day two: Belém, the tower and "
                       "the pastries. Day three: a train to Sintra for the palaces."),
         ("user", "Is the 28 tram worth it?"),
-        ("assistant", "Yes, early in the morning before the queues; otherwise walk the same route."),
+        ("assistant", "Yes, early in the morning before the queues; or walk the same route."),
     ],
     "Explain keyset pagination": [
         ("user", "Why is keyset pagination faster than OFFSET?"),
