@@ -134,6 +134,29 @@ def seed_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def prisma_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from prisma_compat import commands
+
+    if args.action == "export":
+        text = commands.export_schema(Path(args.output) if args.output else None)
+        if not args.output:
+            print(text, end="")
+        return 0
+    settings = load_settings()
+    if args.database_url:
+        settings = settings.model_copy(update={"database_url": args.database_url})
+    with database_url_for(settings) as url:
+        if args.action == "check":
+            report = commands.check(url, Path(args.schema) if args.schema else None)
+            print(report.as_json() if args.json else report.as_text())
+            return 0 if report.ok(strict=args.strict) else 1
+        done, message = commands.adopt(url, dry_run=args.dry_run)
+        print(message)
+        return 0 if done else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatwithme", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     db_parser.add_argument("action", choices=["upgrade", "downgrade", "current", "check"])
     db_parser.add_argument("revision", nargs="?", help="target revision (upgrade/downgrade)")
     db_parser.set_defaults(handler=db_command)
+
+    prisma = commands.add_parser("prisma", help="share the database with a Prisma/NextAuth app")
+    prisma.add_argument("action", choices=["check", "adopt", "export"])
+    prisma.add_argument("--schema", help="schema.prisma to check against (default: shipped)")
+    prisma.add_argument("--database-url", help="database to use instead of DATABASE_URL")
+    prisma.add_argument("--json", action="store_true", help="check: print JSON")
+    prisma.add_argument("--strict", action="store_true", help="check: additive also fails")
+    prisma.add_argument("--dry-run", action="store_true", help="adopt: only say what it would do")
+    prisma.add_argument("-o", "--output", help="export: write to this file")
+    prisma.set_defaults(handler=prisma_command)
 
     demo_parser = commands.add_parser("seed-demo", help="create a demo user with conversations")
     demo_parser.set_defaults(handler=seed_demo_command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -32,6 +33,7 @@ from tests.fakes.llm import FakeLLM
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).parent / "fixtures"
+CHATWITHME_BIN = str(Path(sys.executable).parent / "chatwithme")
 TEST_SECRET = "test-secret-" + "x" * 40
 
 

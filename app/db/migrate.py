@@ -63,8 +63,18 @@ class SchemaStatus:
         return self.at_head and not self.differences
 
 
+# Tables other tools keep in the same database; not the app's to compare.
+FOREIGN_TABLES = frozenset({"_prisma_migrations"})
+
+
+def _ours(name: str | None, kind: str, parent: object) -> bool:
+    return not (kind == "table" and name in FOREIGN_TABLES)
+
+
 def _inspect(connection: Connection) -> tuple[str | None, list[str]]:
-    context = MigrationContext.configure(connection, opts={"compare_server_default": True})
+    context = MigrationContext.configure(
+        connection, opts={"compare_server_default": True, "include_name": _ours}
+    )
     diffs = compare_metadata(context, Base.metadata)
     return context.get_current_revision(), [_describe(diff) for diff in diffs]
 

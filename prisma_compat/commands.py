@@ -1,0 +1,122 @@
+"""`chatwithme prisma check | adopt | export`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from prisma_compat.export import SEED, SHIPPED, export
+from prisma_compat.schema import PrismaSchemaError, parse
+from prisma_compat.shape import Finding, compare, from_database, from_schema
+
+BASELINE_REVISION = "0001_prisma_baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    schema: Path
+    findings: list[Finding]
+
+    @property
+    def drift(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "drift"]
+
+    @property
+    def additive(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "additive"]
+
+    def ok(self, strict: bool = False) -> bool:
+        return not self.drift and not (strict and self.additive)
+
+    def as_text(self) -> str:
+        if not self.findings:
+            return f"the database matches {self.schema}"
+        lines = [f"compared with {self.schema}:"]
+        for finding in self.findings:
+            mark = "DRIFT   " if finding.severity == "drift" else "additive"
+            lines.append(f"  {mark} {finding.table}: {finding.object}: {finding.message}")
+        lines.append(f"{len(self.drift)} drift, {len(self.additive)} additive")
+        return "\n".join(lines)
+
+    def as_json(self) -> str:
+        return json.dumps(
+            {"schema": str(self.schema), "ok": not self.drift,
+             "findings": [f.as_dict() for f in self.findings]},
+            indent=2,
+        )  # fmt: skip
+
+
+def _libpq(database_url: str) -> str:
+    from app.db.url import to_async_url
+
+    return to_async_url(database_url).set(drivername="postgresql").render_as_string(False)
+
+
+async def _check(database_url: str, schema_path: Path, source: str) -> Report:
+    expected = from_schema(parse(source))
+    connection = await asyncpg.connect(_libpq(database_url), timeout=10)
+    try:
+        actual = await from_database(connection)
+    finally:
+        await connection.close()
+    return Report(schema_path, compare(expected, actual))
+
+
+def check(database_url: str, schema_path: Path | None = None) -> Report:
+    """Compare the live database with a schema.prisma (default: the shipped one, at head)."""
+    path = schema_path or SHIPPED
+    try:
+        return asyncio.run(_check(database_url, path, path.read_text(encoding="utf-8")))
+    except PrismaSchemaError as exc:
+        from app.lib.errors import ConfigurationError
+
+        raise ConfigurationError(f"{path}: {exc}") from None
+
+
+async def _alembic_revision(database_url: str) -> str | None:
+    connection = await asyncpg.connect(_libpq(database_url), timeout=10)
+    try:
+        if not await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
+            return None
+        return str(await connection.fetchval("SELECT version_num FROM alembic_version"))
+    finally:
+        await connection.close()
+
+
+def adopt(database_url: str, *, dry_run: bool = False) -> tuple[bool, str]:
+    """Bring a Prisma-made database under Alembic: check, stamp the baseline, upgrade.
+
+    Returns (done or would be done, what happened). Existing rows are never touched; an
+    incompatible database is refused with the drift report and left unchanged.
+    """
+    from alembic import command
+
+    from app.db import migrate
+
+    revision = asyncio.run(_alembic_revision(database_url))
+    if revision is not None:
+        if dry_run:
+            return True, f"already managed by Alembic at {revision}; would upgrade to head"
+        migrate.upgrade(database_url)
+        return True, f"already managed by Alembic ({revision}); now at {migrate.head_revision()}"
+    report = check(database_url, SEED)
+    if not report.ok():
+        return False, "refused: the database does not match Prisma's schema\n" + report.as_text()
+    if dry_run:
+        return True, f"compatible; would mark {BASELINE_REVISION} as applied and upgrade to head"
+    command.stamp(migrate.alembic_config(database_url), BASELINE_REVISION)
+    migrate.upgrade(database_url)
+    return True, f"adopted: baseline marked as applied, upgraded to {migrate.head_revision()}"
+
+
+def export_schema(output: Path | None) -> str:
+    from app.db.models import Base
+
+    text = export(Base.metadata)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    return text
