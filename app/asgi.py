@@ -25,7 +25,9 @@ from app.lib.problems import EXCEPTION_HANDLERS
 from app.lib.rate_limit import rate_limiter
 from app.llm.controllers import list_models
 from app.llm.router import ModelRouter
+from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
+from app.stats.controllers import my_stats
 from app.users.controllers import UserController
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -77,6 +79,8 @@ def create_app(
         AuthController,
         list_models,
         chat,
+        search_conversations,
+        my_stats,
         ConversationController,
         MessageController,
         UserController,

@@ -69,6 +69,17 @@ def _default(column: Any) -> Any:
 
 
 def _field(column: Any, unique: bool) -> Field:
+    if column.computed is not None:
+        # A generated column (the search vectors): Prisma reads it as Unsupported and
+        # never writes it; the expression is kept so `check` can compare it.
+        expression = str(column.computed.sqltext)
+        return Field(
+            column.name,
+            "Unsupported",
+            optional=True,
+            unsupported=column.type.__visit_name__.lower(),
+            attributes=[Attribute("default", [Call("dbgenerated", (expression,))])],
+        )  # fmt: skip
     prisma_type, is_list = _scalar_type(column)
     found = Field(
         column.name, prisma_type, optional=column.nullable and not is_list, is_list=is_list
@@ -135,7 +146,13 @@ def _extend(model: Model, table: SqlTable, new_model: bool) -> None:
         if columns in declared or (index.unique and len(columns) == 1 and new_model):
             continue
         kind = "@unique" if index.unique else "@index"
-        model.attributes.insert(-1, Attribute(kind, [[Ref(c) for c in columns]]))
+        options = index.dialect_options["postgresql"]
+        ops = options.get("ops") or {}
+        fields = [
+            Call(c, (), (("ops", Call("raw", (ops[c],))),)) if c in ops else Ref(c) for c in columns
+        ]
+        kwargs = {"type": Ref("Gin")} if options.get("using") == "gin" else {}
+        model.attributes.insert(-1, Attribute(kind, [fields], kwargs))
 
 
 def _is_scalar_name(name: str) -> bool:
@@ -190,7 +207,8 @@ def _pascal(table: str) -> str:
 
 def _value(value: Any) -> str:
     if isinstance(value, Call):
-        return f"{value.name}({', '.join(_value(a) for a in value.args)})"
+        parts = [_value(a) for a in value.args] + [f"{k}: {_value(v)}" for k, v in value.kwargs]
+        return f"{value.name}({', '.join(parts)})"
     if isinstance(value, Ref):
         return value.name
     if isinstance(value, bool):

@@ -27,10 +27,12 @@ class PrismaSchemaError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """A function call in an attribute argument: `cuid()`, `dbgenerated("...")`."""
+    """A function call in an attribute argument: `cuid()`, `dbgenerated("...")`, and field
+    references with arguments in index lists: `content(ops: raw("gin_trgm_ops"))`."""
 
     name: str
     args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,13 +315,21 @@ class _Parser:
             self.advance()
             if self.current.text == "(":
                 self.advance()
-                args = []
+                args: list[Any] = []
+                kwargs: list[tuple[str, Any]] = []
                 while self.current.text != ")":
-                    args.append(self.value())
+                    if self.current.kind == "ident" and self.tokens[self.index + 1].text == ":":
+                        key = self.advance().text
+                        self.advance()
+                        kwargs.append((key, self.value()))
+                    else:
+                        args.append(self.value())
                     if self.current.text == ",":
                         self.advance()
+                    elif self.current.text != ")":
+                        raise self.fail(f"expected ',' or ')', found {self.current.text!r}")
                 self.advance()
-                return Call(token.text, tuple(args))
+                return Call(token.text, tuple(args), tuple(kwargs))
             if token.text in ("true", "false"):
                 return token.text == "true"
             return Ref(token.text)

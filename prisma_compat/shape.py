@@ -85,7 +85,7 @@ def normalize_default(expression: str | None) -> str | None:
 
 def _column_type(schema: Schema, found: Field) -> str:
     if found.unsupported is not None:
-        base = found.unsupported
+        base = found.unsupported.lower()
     elif found.type in schema.enums:
         base = f'"{found.type}"' if found.type != found.type.lower() else found.type
     else:

@@ -11,14 +11,27 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, Text, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+from sqlalchemy import Boolean, Computed, ForeignKey, Index, Integer, MetaData, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from app.lib.time import utc_now
 from prisma_compat import cuid
 
 Timestamp = TIMESTAMP(precision=3)
+SEARCH_CONFIG = "chatwithme_search"  # made by revision 0004: english stemming, no accents
+
+
+def _search_vector(source: str) -> Mapped[Any]:
+    """A stored generated tsvector (revision 0004); deferred: only search reads it."""
+    return mapped_column(
+        "searchVector",
+        TSVECTOR,
+        Computed(f"to_tsvector('{SEARCH_CONFIG}'::regconfig, {source})", persisted=True),
+        deferred=True,
+    )
+
+
 NOW = text("CURRENT_TIMESTAMP")
 
 
@@ -116,7 +129,15 @@ class VerificationToken(Base):
 
 class Conversation(Base):
     __tablename__ = "conversations"
-    __table_args__ = (Index("conversations_userId_updatedAt_idx", "userId", "updatedAt"),)
+    __table_args__ = (
+        Index("conversations_userId_updatedAt_idx", "userId", "updatedAt"),
+        Index(
+            "conversations_userId_searchVector_idx",
+            "userId",
+            "searchVector",
+            postgresql_using="gin",
+        ),
+    )
 
     id: Mapped[str] = _id_column()
     title: Mapped[str | None] = mapped_column(Text)
@@ -129,6 +150,7 @@ class Conversation(Base):
     )
     # A lease: while in the future, an answer is being generated (one at a time).
     generating_until: Mapped[datetime | None] = mapped_column("generatingUntil", Timestamp)
+    search_vector: Mapped[Any] = _search_vector("COALESCE(title, ''::text)")
 
 
 class Message(Base):
@@ -136,6 +158,13 @@ class Message(Base):
     __table_args__ = (
         Index("messages_conversationId_createdAt_idx", "conversationId", "createdAt"),
         Index("messages_userId_createdAt_idx", "userId", "createdAt"),
+        Index("messages_userId_searchVector_idx", "userId", "searchVector", postgresql_using="gin"),
+        Index(
+            "messages_content_trgm_idx",
+            "content",
+            postgresql_using="gin",
+            postgresql_ops={"content": "gin_trgm_ops"},
+        ),
     )
 
     id: Mapped[str] = _id_column()
@@ -178,6 +207,7 @@ class Message(Base):
         ),
     )
     superseded_at: Mapped[datetime | None] = mapped_column("supersededAt", Timestamp)
+    search_vector: Mapped[Any] = _search_vector("content")
 
 
 class MessageReaction(Base):

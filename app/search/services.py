@@ -1,0 +1,290 @@
+"""Ranked conversation search inside PostgreSQL, always scoped to the caller in SQL.
+
+Full text first: `websearch_to_tsquery` (words, "phrases", -excluded, OR) on the stored
+`searchVector` columns, with English stemming and accents removed. Conversations are ranked by
+their best message (or title) rank, a little for how many messages match, and a recency boost.
+When full text finds nothing, trigram word similarity finds partial words and typos.
+Snippets are made only for the returned page.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import SEARCH_CONFIG
+from app.lib.errors import InvalidInput
+from app.lib.pagination import clamp
+from app.lib.time import as_utc, to_naive_utc, utc_now
+from app.search import schemas
+
+MAX_QUERY = 256
+MAX_PAGE = 50
+MATCHES_PER_CONVERSATION = 3
+FUZZY_THRESHOLD = 0.3  # a swapped pair of letters (recieve/receive) scores 0.375
+# ts_headline marks matches with these control characters; the text is HTML-escaped after,
+# then they become <mark> tags, so nothing from a message can inject markup.
+START, STOP = "\x02", "\x03"
+HEADLINE = (
+    f"StartSel={START}, StopSel={STOP}, MaxFragments=2, MinWords=6, MaxWords=20, "
+    'FragmentDelimiter=" … "'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    role: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.role, self.model, self.since, self.until))
+
+    def sql(self) -> str:
+        parts = []
+        if self.role:
+            parts.append("AND m.role = :role")
+        if self.model:
+            parts.append("AND m.model = :model")
+        if self.since:
+            parts.append('AND m."createdAt" >= :since')
+        if self.until:
+            parts.append('AND m."createdAt" < :until')
+        return " ".join(parts)
+
+    def params(self) -> dict[str, Any]:
+        return {"role": self.role, "model": self.model, "since": self.since, "until": self.until}
+
+
+def validate(
+    q: str | None, role: str | None, model: str | None, since: str | None, until: str | None
+) -> tuple[str, Filters]:
+    query = (q or "").strip()
+    if not query:
+        raise InvalidInput("q: must not be empty")
+    if len(query) > MAX_QUERY:
+        raise InvalidInput(f"q: longer than {MAX_QUERY} characters")
+    if role is not None and role not in ("user", "assistant"):
+        raise InvalidInput("role: must be user or assistant")
+    if model is not None and (not model.strip() or len(model) > 200):
+        raise InvalidInput("model: must be a model id")
+    start, end = _when("from", since), _when("to", until)
+    if start and end and start >= end:
+        raise InvalidInput("from: must be before to")
+    return query, Filters(role, model, start, end)
+
+
+def _when(name: str, raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        return to_naive_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidInput(f"{name}: not an ISO 8601 date or time") from None
+
+
+def _encode(score: Decimal, conversation_id: str, as_of: datetime) -> str:
+    raw = json.dumps([str(score), conversation_id, as_of.isoformat()]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[Decimal, str, datetime]:
+    """The exact (numeric) score keeps ties between pages in order."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        score, conversation_id, as_of = json.loads(base64.urlsafe_b64decode(padded))
+        return Decimal(score), str(conversation_id), datetime.fromisoformat(as_of)
+    except (ValueError, TypeError, ArithmeticError):
+        raise InvalidInput("cursor: not a cursor this API gave out") from None
+
+
+def _snippet(marked: str) -> str:
+    escaped = html.escape(marked, quote=False)
+    return escaped.replace(START, "<mark>").replace(STOP, "</mark>")
+
+
+def _fuzzy_snippet(content: str, query: str, width: int = 80) -> str:
+    """Mark the word closest to the query, with some text around it."""
+    words = list(re.finditer(r"\w+", content))
+    if not words:
+        return html.escape(content[: 2 * width], quote=False)
+    best = max(
+        words, key=lambda w: difflib.SequenceMatcher(None, w.group().lower(), query.lower()).ratio()
+    )
+    start, end = max(0, best.start() - width), min(len(content), best.end() + width)
+    marked = content[start : best.start()] + START + best.group() + STOP + content[best.end() : end]
+    return ("… " if start else "") + _snippet(marked) + (" …" if end < len(content) else "")
+
+
+SCORE = """
+    round(((g.best + ln(1 + g.hits) * 0.01)
+           * (1 + 1 / (1 + extract(epoch FROM (:as_of - c."updatedAt")) / 2592000)))::numeric, 6)
+"""
+
+
+class SearchService:
+    def __init__(self, db: AsyncSession, user_id: str) -> None:
+        self.db = db
+        self.user_id = user_id
+
+    async def search(
+        self, query: str, filters: Filters, limit: int | None, cursor: str | None
+    ) -> schemas.SearchPage:
+        size = clamp(limit, 20, MAX_PAGE)
+        after = _decode(cursor) if cursor else None
+        as_of = after[2] if after else utc_now()
+        rows = await self._fulltext(query, filters, size, after, as_of)
+        if not rows and after is None:
+            return await self._fuzzy(query, filters, size)
+        page = rows[:size]
+        matches = await self._fulltext_matches(query, filters, [r.cid for r in page])
+        next_cursor = _encode(page[-1].score, page[-1].cid, as_of) if len(rows) > size else None
+        return schemas.SearchPage(
+            results=[self._result(r, matches.get(r.cid, [])) for r in page],
+            next_cursor=next_cursor,
+            mode="fulltext",
+        )
+
+    def _result(self, row: Any, matches: list[schemas.Match]) -> schemas.SearchResult:
+        return schemas.SearchResult(
+            conversation=schemas.FoundConversation(row.cid, row.title, as_utc(row.updated_at)),
+            score=float(row.score),
+            matches=matches,
+        )
+
+    async def _fulltext(
+        self,
+        query: str,
+        filters: Filters,
+        size: int,
+        after: tuple[Decimal, str, datetime] | None,
+        as_of: datetime,
+    ) -> list[Any]:
+        titles = (
+            ""
+            if filters.any
+            else """
+            UNION ALL
+            SELECT c.id AS cid, ts_rank_cd(c."searchVector", q.tsq, 32) * 2 AS rank
+            FROM conversations c, q
+            WHERE c."userId" = :uid AND c."searchVector" @@ q.tsq"""
+        )
+        keyset = ""
+        if after is not None:
+            keyset = f"WHERE ({SCORE}, g.cid) < (CAST(:after_score AS numeric), :after_id)"
+        statement = text(f"""
+            WITH q AS (SELECT websearch_to_tsquery('{SEARCH_CONFIG}', :query) AS tsq),
+            hits AS (
+                SELECT m."conversationId" AS cid, ts_rank_cd(m."searchVector", q.tsq, 32) AS rank
+                FROM messages m, q
+                WHERE m."userId" = :uid AND m."searchVector" @@ q.tsq
+                  AND m."supersededAt" IS NULL {filters.sql()}
+                {titles}
+            ),
+            g AS (SELECT cid, max(rank) AS best, count(*) AS hits FROM hits GROUP BY cid)
+            SELECT g.cid, c.title, c."updatedAt" AS updated_at, {SCORE} AS score
+            FROM g JOIN conversations c ON c.id = g.cid AND c."userId" = :uid
+            {keyset}
+            ORDER BY score DESC, g.cid DESC
+            LIMIT :size
+        """)  # noqa: S608 (no user input is formatted in; all values are bound)
+        params = {
+            "query": query, "uid": self.user_id, "size": size + 1, "as_of": as_of,
+            "after_score": after[0] if after else None, "after_id": after[1] if after else None,
+            **filters.params(),
+        }  # fmt: skip
+        return list((await self.db.execute(statement, params)).all())
+
+    async def _fulltext_matches(
+        self, query: str, filters: Filters, conversation_ids: list[str]
+    ) -> dict[str, list[schemas.Match]]:
+        if not conversation_ids:
+            return {}
+        statement = text(f"""
+            WITH q AS (SELECT websearch_to_tsquery('{SEARCH_CONFIG}', :query) AS tsq),
+            ranked AS (
+                SELECT m.id, m."conversationId" AS cid, m.role, m."createdAt", m.content,
+                       row_number() OVER (PARTITION BY m."conversationId"
+                           ORDER BY ts_rank_cd(m."searchVector", q.tsq, 32) DESC,
+                                    m."createdAt" DESC) AS place
+                FROM messages m, q
+                WHERE m."userId" = :uid AND m."conversationId" = ANY(:ids)
+                  AND m."searchVector" @@ q.tsq AND m."supersededAt" IS NULL {filters.sql()}
+            )
+            SELECT r.id, r.cid, r.role, r."createdAt" AS created_at,
+                   ts_headline('{SEARCH_CONFIG}', r.content, q.tsq, :headline) AS marked
+            FROM ranked r, q
+            WHERE r.place <= :per
+            ORDER BY r.cid, r.place
+        """)  # noqa: S608
+        rows = await self.db.execute(
+            statement,
+            {"query": query, "uid": self.user_id, "ids": conversation_ids, "headline": HEADLINE,
+             "per": MATCHES_PER_CONVERSATION, **filters.params()},
+        )  # fmt: skip
+        found: dict[str, list[schemas.Match]] = {}
+        for row in rows:
+            found.setdefault(row.cid, []).append(
+                schemas.Match(row.id, row.role, as_utc(row.created_at), _snippet(row.marked))
+            )
+        return found
+
+    async def _fuzzy(self, query: str, filters: Filters, size: int) -> schemas.SearchPage:
+        """Trigram word similarity: partial words ("postgre") and typos ("recieve").
+
+        One page of the best conversations; fuzzy results are not paginated."""
+        await self.db.execute(
+            text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
+            {"t": str(FUZZY_THRESHOLD)},
+        )
+        statement = text(f"""
+            WITH hits AS (
+                SELECT m.id, m."conversationId" AS cid, m.role, m."createdAt", m.content,
+                       word_similarity(:query, m.content) AS rank,
+                       row_number() OVER (PARTITION BY m."conversationId"
+                           ORDER BY word_similarity(:query, m.content) DESC) AS place
+                FROM messages m
+                WHERE m."userId" = :uid AND :query <% m.content
+                  AND m."supersededAt" IS NULL {filters.sql()}
+            )
+            SELECT h.*, c.title, c."updatedAt" AS updated_at,
+                   max(h.rank) OVER (PARTITION BY h.cid) AS score
+            FROM hits h JOIN conversations c ON c.id = h.cid AND c."userId" = :uid
+            WHERE h.place <= :per
+            ORDER BY score DESC, h.cid DESC, h.place
+        """)  # noqa: S608
+        rows = (
+            await self.db.execute(
+                statement,
+                {
+                    "query": query,
+                    "uid": self.user_id,
+                    "per": MATCHES_PER_CONVERSATION,
+                    **filters.params(),
+                },
+            )
+        ).all()
+        results: dict[str, schemas.SearchResult] = {}
+        for row in rows:
+            if row.cid not in results:
+                if len(results) == size:
+                    break
+                results[row.cid] = self._result(row, [])
+            results[row.cid].matches.append(
+                schemas.Match(
+                    row.id, row.role, as_utc(row.createdAt), _fuzzy_snippet(row.content, query)
+                )
+            )
+        return schemas.SearchPage(results=list(results.values()), next_cursor=None, mode="fuzzy")

@@ -1,0 +1,23 @@
+"""`GET /api/users/me/stats`."""
+
+from __future__ import annotations
+
+from litestar import get
+from litestar.di import NamedDependency
+from litestar.params import FromQuery
+
+from app.auth.guard import Identity
+from app.lib.deps import DbSession
+from app.stats.services import Stats, user_stats, validate
+
+
+@get("/api/users/me/stats", tags=["users"])
+async def my_stats(
+    db_session: DbSession,
+    identity: NamedDependency[Identity],
+    days: FromQuery[int | None] = None,
+    tz: FromQuery[str | None] = None,
+) -> Stats:
+    """Your counts, tokens, models and daily activity; dates in `tz` (IANA, default UTC)."""
+    window, zone = validate(days, tz)
+    return await user_stats(db_session, identity.user_id, window, zone)
