@@ -7,7 +7,7 @@ the real app for the same two routes (session lookup, ownership check, page, rea
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
