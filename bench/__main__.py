@@ -9,7 +9,7 @@ from bench import http_bench, router_bench, sql_bench
 
 def main() -> None:
     asyncio.run(router_bench.run(5))
-    asyncio.run(sql_bench.run(5, 20, 600))
+    sql_bench.run(5, 20, 600)
     http_bench.run(5, 8)
 
 

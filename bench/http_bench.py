@@ -63,7 +63,7 @@ class Server:
 
 
 def wrk(url: str, token: str, seconds: float, connections: int = 32) -> dict[str, float]:
-    command = _pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", LUA,
+    command = _pinned(1, ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "-s", LUA,
                           "-H", f"Authorization: Bearer {token}", url])  # fmt: skip
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     found = re.search(r"FIGURES (.*)", output)
@@ -138,7 +138,7 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
     import json
 

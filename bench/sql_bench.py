@@ -198,26 +198,31 @@ async def explain(maker: async_sessionmaker[AsyncSession]) -> str:
         return "search 'python', heavy user:\n" + "\n".join(r[0] for r in rows)
 
 
-async def run(rounds: int, runs: int, insert_seconds: float) -> dict[str, Any]:
+async def measure(url: str, rounds: int, runs: int, insert_seconds: float) -> dict[str, Any]:
     pin_to(0)
-    with database_url_for(load_settings()) as server_url:
-        url = bench_database_url(server_url)
-        engine = create_async_engine(to_async_url(url), pool_size=8)
-        maker = async_sessionmaker(engine, expire_on_commit=False)
-        try:
-            figures = {
-                "T4_search": await t4(maker, rounds, runs),
-                "T6_stats": await t6(maker, rounds, runs),
-                "T5_inserts": await t5(maker, rounds, insert_seconds),
-            }
-            from bench.common import RESULTS
+    engine = create_async_engine(to_async_url(url), pool_size=8)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        figures = {
+            "T4_search": await t4(maker, rounds, runs),
+            "T6_stats": await t6(maker, rounds, runs),
+            "T5_inserts": await t5(maker, rounds, insert_seconds),
+        }
+        from bench.common import RESULTS
 
-            RESULTS.mkdir(exist_ok=True)
-            (RESULTS / "explain.txt").write_text(await explain(maker) + "\n")
-        finally:
-            await engine.dispose()
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "explain.txt").write_text(await explain(maker) + "\n")
+    finally:
+        await engine.dispose()
     print(f"wrote {write('sql', figures)}")
     return figures
+
+
+def run(rounds: int, runs: int, insert_seconds: float) -> dict[str, Any]:
+    """Start the embedded server if needed, then measure on the bench database."""
+    with database_url_for(load_settings()) as server_url:
+        url = bench_database_url(server_url)
+        return asyncio.run(measure(url, rounds, runs, insert_seconds))
 
 
 def main() -> None:
@@ -226,7 +231,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--insert-seconds", type=float, default=600.0)
     args = parser.parse_args()
-    asyncio.run(run(args.rounds, args.runs, args.insert_seconds))
+    run(args.rounds, args.runs, args.insert_seconds)
 
 
 if __name__ == "__main__":

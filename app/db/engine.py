@@ -43,7 +43,8 @@ class Database:
             pool_size=settings.db_pool_size,
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout,
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per request. A connection that dropped is
+            # invalidated when it fails (that request gets 503) and replaced for the next one.
             connect_args={
                 "timeout": settings.db_connect_timeout,
                 "server_settings": server_settings,

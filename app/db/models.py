@@ -158,6 +158,7 @@ class Message(Base):
     __table_args__ = (
         Index("messages_conversationId_createdAt_idx", "conversationId", "createdAt"),
         Index("messages_userId_createdAt_idx", "userId", "createdAt"),
+        Index("messages_replyToId_idx", "replyToId"),
         Index("messages_userId_searchVector_idx", "userId", "searchVector", postgresql_using="gin"),
         Index(
             "messages_content_trgm_idx",
