@@ -15,6 +15,7 @@ from app.auth.guard import Identity
 from app.chat import schemas
 from app.chat.flow import GENERIC_ERRORS, ChatFlow, Delta, Finished, Prepared, batched
 from app.chat.services import ConversationService, MessageService, message_schema
+from app.db.models import Conversation
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput
 from app.lib.rate_limit import RateLimiter
@@ -119,10 +120,7 @@ class ConversationController(Controller):
     ) -> schemas.ConversationDetail:
         title = _title(data.title if data else None, settings)
         row = await ConversationService(db_session, identity.user_id).create(title)
-        return schemas.ConversationDetail(
-            id=row.id, title=row.title, created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at), messages=[], next_cursor=None,
-        )  # fmt: skip
+        return _detail(row)
 
     @get("/{conversation_id:str}")
     async def get_conversation(
@@ -135,10 +133,7 @@ class ConversationController(Controller):
         """The conversation with its latest page of messages."""
         row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
         page = await MessageService(db_session, identity.user_id).page(row.id, None, limit)
-        return schemas.ConversationDetail(
-            id=row.id, title=row.title, created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at), messages=page.messages, next_cursor=page.next_cursor,
-        )  # fmt: skip
+        return _detail(row, page)
 
     @patch("/{conversation_id:str}")
     async def rename_conversation(
@@ -151,10 +146,7 @@ class ConversationController(Controller):
     ) -> schemas.ConversationDetail:
         service = ConversationService(db_session, identity.user_id)
         row = await service.rename(conversation_id, _title(data.title, settings))
-        return schemas.ConversationDetail(
-            id=row.id, title=row.title, created_at=as_utc(row.created_at),
-            updated_at=as_utc(row.updated_at), messages=[], next_cursor=None,
-        )  # fmt: skip
+        return _detail(row)
 
     @delete("/{conversation_id:str}", status_code=204)
     async def delete_conversation(
@@ -265,6 +257,19 @@ class MessageController(Controller):
         reaction: FromPath[str],
     ) -> None:
         await MessageService(db_session, identity.user_id).unreact(message_id, _reaction(reaction))
+
+
+def _detail(
+    row: Conversation, page: schemas.MessagePage | None = None
+) -> schemas.ConversationDetail:
+    return schemas.ConversationDetail(
+        id=row.id,
+        title=row.title,
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        messages=page.messages if page else [],
+        next_cursor=page.next_cursor if page else None,
+    )
 
 
 def _reaction(raw: str) -> str:
