@@ -22,6 +22,7 @@ import asyncpg
 
 from app.cli import database_url_for
 from app.db import migrate
+from app.db.url import to_libpq
 from app.settings import load_settings
 from prisma_compat import cuid
 
@@ -348,7 +349,7 @@ def bench_database_url(server_url: str) -> str:
     from sqlalchemy.engine import make_url
 
     async def create() -> None:
-        connection = await asyncpg.connect(_libpq(server_url))
+        connection = await asyncpg.connect(to_libpq(server_url))
         try:
             if not await connection.fetchval(
                 "SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DATABASE
@@ -363,12 +364,6 @@ def bench_database_url(server_url: str) -> str:
     return url
 
 
-def _libpq(url: str) -> str:
-    from app.db.url import to_async_url
-
-    return to_async_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000)
@@ -376,7 +371,7 @@ def main() -> None:
     args = parser.parse_args()
     with database_url_for(load_settings()) as server_url:
         url = bench_database_url(server_url)
-        asyncio.run(load(_libpq(url), args.messages, args.users))
+        asyncio.run(load(to_libpq(url), args.messages, args.users))
 
 
 if __name__ == "__main__":

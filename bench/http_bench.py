@@ -25,9 +25,10 @@ import asyncpg
 import httpx
 
 from app.cli import database_url_for
+from app.db.url import to_libpq
 from app.settings import load_settings
 from bench.common import median, write
-from bench.generate import HEAVY_USER, SESSION_PREFIX, TYPICAL_USER, _libpq, bench_database_url
+from bench.generate import HEAVY_USER, SESSION_PREFIX, TYPICAL_USER, bench_database_url
 
 LUA = str(Path(__file__).with_name("p95.lua"))
 
@@ -72,7 +73,7 @@ def wrk(url: str, token: str, seconds: float, connections: int = 32) -> dict[str
 
 
 async def targets(url: str) -> dict[str, str]:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(to_libpq(url))
     try:
         heavy = await connection.fetchval("SELECT id FROM users WHERE email = $1", HEAVY_USER)
         rows = await connection.fetch(
@@ -90,7 +91,7 @@ def run(rounds: int, seconds: float) -> dict[str, Any]:
     with database_url_for(load_settings()) as server_url:
         url = bench_database_url(server_url)
         conversations = asyncio.run(targets(url))
-        env = {"DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_DATABASE_URL": _libpq(url)}
+        env = {"DATABASE_URL": url, "LOG_LEVEL": "warning", "BENCH_DATABASE_URL": to_libpq(url)}
         app = Server(["app.asgi:create_app", "--factory"], env)
         bare = Server(["bench.bare_app:app"], env)
         heavy, typical = SESSION_PREFIX + HEAVY_USER, SESSION_PREFIX + TYPICAL_USER

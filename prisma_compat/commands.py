@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 
+from app.db.url import to_libpq
 from prisma_compat.export import SEED, SHIPPED, export
 from prisma_compat.schema import PrismaSchemaError, parse
 from prisma_compat.shape import Finding, compare, from_database, from_schema
@@ -50,15 +51,9 @@ class Report:
         )  # fmt: skip
 
 
-def _libpq(database_url: str) -> str:
-    from app.db.url import to_async_url
-
-    return to_async_url(database_url).set(drivername="postgresql").render_as_string(False)
-
-
 async def _check(database_url: str, schema_path: Path, source: str) -> Report:
     expected = from_schema(parse(source))
-    connection = await asyncpg.connect(_libpq(database_url), timeout=10)
+    connection = await asyncpg.connect(to_libpq(database_url), timeout=10)
     try:
         actual = await from_database(connection)
     finally:
@@ -78,7 +73,7 @@ def check(database_url: str, schema_path: Path | None = None) -> Report:
 
 
 async def _alembic_revision(database_url: str) -> str | None:
-    connection = await asyncpg.connect(_libpq(database_url), timeout=10)
+    connection = await asyncpg.connect(to_libpq(database_url), timeout=10)
     try:
         if not await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
             return None

@@ -27,7 +27,7 @@ from app.asgi import create_app
 from app.db import migrate
 from app.db.embedded import EmbeddedPostgres
 from app.db.engine import Database
-from app.db.url import to_async_url
+from app.db.url import to_async_url, to_libpq
 from app.settings import Settings
 from tests.fakes.llm import FakeLLM
 
@@ -60,12 +60,8 @@ def server_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _libpq(url: str) -> str:
-    return to_async_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _admin(server_url: str, statement: str) -> None:
-    connection = await asyncpg.connect(_libpq(server_url))
+    connection = await asyncpg.connect(to_libpq(server_url))
     try:
         await connection.execute(statement)
     finally:

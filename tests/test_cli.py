@@ -201,9 +201,9 @@ def test_seed_demo_creates_a_user_with_conversations_and_a_working_session(
     import asyncpg
 
     async def check() -> tuple[int, int]:
-        from tests.conftest import _libpq
+        from app.db.url import to_libpq
 
-        conn = await asyncpg.connect(_libpq(url))
+        conn = await asyncpg.connect(to_libpq(url))
         try:
             conversations = await conn.fetchval(
                 'SELECT count(*) FROM conversations c JOIN users u ON u.id = c."userId" '

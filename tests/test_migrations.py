@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from app.db import migrate
-from tests.conftest import FIXTURES, DatabaseFactory, _libpq, in_thread
+from app.db.url import to_libpq
+from tests.conftest import FIXTURES, DatabaseFactory, in_thread
 
 SHARED_BASELINE = Path(__file__).resolve().parents[2] / "shared" / "prisma" / "baseline.sql"
 
@@ -40,7 +41,7 @@ CATALOG_QUERIES = {
 
 
 async def _catalog(url: str) -> dict[str, list[dict[str, Any]]]:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(to_libpq(url))
     try:
         return {
             name: [dict(row) for row in await connection.fetch(query)]
@@ -51,7 +52,7 @@ async def _catalog(url: str) -> dict[str, list[dict[str, Any]]]:
 
 
 async def _execute(url: str, sql: str) -> None:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(to_libpq(url))
     try:
         await connection.execute(sql)
     finally:
@@ -59,7 +60,7 @@ async def _execute(url: str, sql: str) -> None:
 
 
 async def _tables(url: str) -> set[str]:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(to_libpq(url))
     try:
         rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {row["tablename"] for row in rows}

@@ -16,7 +16,7 @@ from litestar.response import Redirect
 from app.auth import cookies
 from app.auth.cookies import CookieNames
 from app.auth.google import GoogleOIDC
-from app.auth.guard import Identity
+from app.auth.guard import CurrentIdentity, Identity
 from app.auth.mailer import send_sign_in_link
 from app.auth.redirects import safe_callback_url
 from app.auth.schemas import (
@@ -273,7 +273,7 @@ class AuthController(Controller):
 
     @get("/sessions", cache=False)
     async def sessions(
-        self, settings: AppSettings, db_session: DbSession, identity: NamedDependency[Identity]
+        self, settings: AppSettings, db_session: DbSession, identity: CurrentIdentity
     ) -> list[SessionInfo]:
         """Your live sessions; tokens are never shown."""
         rows = await SessionService(db_session, settings).list_for_user(identity.user_id)
@@ -292,7 +292,7 @@ class AuthController(Controller):
         self,
         settings: AppSettings,
         db_session: DbSession,
-        identity: NamedDependency[Identity],
+        identity: CurrentIdentity,
         session_id: FromPath[str],
     ) -> None:
         """Sign out one of your sessions (another user's id is simply not found)."""
@@ -300,7 +300,7 @@ class AuthController(Controller):
 
     @post("/sessions/revoke-others", status_code=200)
     async def revoke_others(
-        self, settings: AppSettings, db_session: DbSession, identity: NamedDependency[Identity]
+        self, settings: AppSettings, db_session: DbSession, identity: CurrentIdentity
     ) -> RevokedSessions:
         """Sign out everywhere else."""
         count = await SessionService(db_session, settings).revoke_others(

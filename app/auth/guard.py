@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +42,10 @@ class Identity:
     @property
     def user_id(self) -> str:
         return self.user.id
+
+
+# Handlers take `identity: CurrentIdentity`, injected by name (see create_app).
+CurrentIdentity = NamedDependency[Identity]
 
 
 def origin_of(url: str) -> str:

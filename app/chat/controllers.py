@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.auth.guard import Identity
+from app.auth.guard import CurrentIdentity
 from app.chat import schemas
 from app.chat.flow import GENERIC_ERRORS, ChatFlow, Delta, Finished, Prepared, batched
 from app.chat.services import ConversationService, MessageService, message_schema
@@ -21,7 +21,6 @@ from app.lib.errors import InvalidInput
 from app.lib.rate_limit import RateLimiter
 from app.lib.time import as_utc
 
-IdentityDep = NamedDependency[Identity]
 FlowDep = NamedDependency[ChatFlow]
 Format = Annotated[str, QueryParameter(name="format", pattern="^(json|markdown)$")]
 
@@ -82,7 +81,7 @@ async def _answer(
 async def chat(
     request: Request[Any, Any, Any],
     db_session: DbSession,
-    identity: IdentityDep,
+    identity: CurrentIdentity,
     flow: FlowDep,
     data: JSONBody[schemas.ChatRequest],
 ) -> Response[Any] | ServerSentEvent:
@@ -103,7 +102,7 @@ class ConversationController(Controller):
     async def list_conversations(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
     ) -> schemas.ConversationPage:
@@ -114,7 +113,7 @@ class ConversationController(Controller):
     async def create_conversation(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         settings: AppSettings,
         data: JSONBody[schemas.ConversationCreate | None] = None,
     ) -> schemas.ConversationDetail:
@@ -126,7 +125,7 @@ class ConversationController(Controller):
     async def get_conversation(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         conversation_id: FromPath[str],
         limit: FromQuery[int | None] = None,
     ) -> schemas.ConversationDetail:
@@ -139,7 +138,7 @@ class ConversationController(Controller):
     async def rename_conversation(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         settings: AppSettings,
         conversation_id: FromPath[str],
         data: JSONBody[schemas.ConversationUpdate],
@@ -150,7 +149,7 @@ class ConversationController(Controller):
 
     @delete("/{conversation_id:str}", status_code=204)
     async def delete_conversation(
-        self, db_session: DbSession, identity: IdentityDep, conversation_id: FromPath[str]
+        self, db_session: DbSession, identity: CurrentIdentity, conversation_id: FromPath[str]
     ) -> None:
         await ConversationService(db_session, identity.user_id).delete(conversation_id)
 
@@ -158,7 +157,7 @@ class ConversationController(Controller):
     async def list_messages(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         conversation_id: FromPath[str],
         before: FromQuery[str | None] = None,
         limit: FromQuery[int | None] = None,
@@ -175,7 +174,7 @@ class ConversationController(Controller):
         self,
         request: Request[Any, Any, Any],
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         flow: FlowDep,
         conversation_id: FromPath[str],
         data: JSONBody[schemas.RegenerateRequest | None] = None,
@@ -192,7 +191,7 @@ class ConversationController(Controller):
     async def export_conversation(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         conversation_id: FromPath[str],
         format: Format = "json",
     ) -> Response[Any]:
@@ -233,7 +232,7 @@ class MessageController(Controller):
 
     @delete("/{message_id:str}", status_code=204)
     async def delete_message(
-        self, db_session: DbSession, identity: IdentityDep, message_id: FromPath[str]
+        self, db_session: DbSession, identity: CurrentIdentity, message_id: FromPath[str]
     ) -> None:
         await MessageService(db_session, identity.user_id).delete_owned(message_id)
 
@@ -241,7 +240,7 @@ class MessageController(Controller):
     async def add_reaction(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         message_id: FromPath[str],
         reaction: FromPath[str],
     ) -> None:
@@ -252,7 +251,7 @@ class MessageController(Controller):
     async def remove_reaction(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         message_id: FromPath[str],
         reaction: FromPath[str],
     ) -> None:

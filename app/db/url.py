@@ -34,6 +34,12 @@ def to_async_url(raw: str) -> URL:
     return url.set(drivername="postgresql+asyncpg", query=query)
 
 
+def to_libpq(raw: str) -> str:
+    """The same URL for asyncpg (or psql): plain `postgresql://`, options translated."""
+    url = to_async_url(raw).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
 def search_path_of(raw: str) -> str | None:
     """The Prisma `?schema=` option, which selects the PostgreSQL schema."""
     schema = make_url(raw.strip()).query.get("schema")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.params import FromQuery, QueryParameter
 
-from app.auth.guard import Identity
+from app.auth.guard import CurrentIdentity
 from app.lib.deps import DbSession
 from app.search import schemas
 from app.search.services import SearchService, validate
@@ -17,7 +16,7 @@ from app.search.services import SearchService, validate
 @get("/api/conversations/search", tags=["search"])
 async def search_conversations(
     db_session: DbSession,
-    identity: NamedDependency[Identity],
+    identity: CurrentIdentity,
     q: FromQuery[str | None] = None,
     limit: FromQuery[int | None] = None,
     cursor: FromQuery[str | None] = None,

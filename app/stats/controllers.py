@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.params import FromQuery
 
-from app.auth.guard import Identity
+from app.auth.guard import CurrentIdentity
 from app.lib.deps import DbSession
 from app.stats.services import Stats, user_stats, validate
 
@@ -14,7 +13,7 @@ from app.stats.services import Stats, user_stats, validate
 @get("/api/users/me/stats", tags=["users"])
 async def my_stats(
     db_session: DbSession,
-    identity: NamedDependency[Identity],
+    identity: CurrentIdentity,
     days: FromQuery[int | None] = None,
     tz: FromQuery[str | None] = None,
 ) -> Stats:

@@ -10,13 +10,11 @@ from litestar.params import JSONBody
 
 from app.auth import cookies
 from app.auth.cookies import CookieNames
-from app.auth.guard import Identity
+from app.auth.guard import CurrentIdentity
 from app.lib.deps import AppSettings, DbSession
 from app.llm.router import ModelRouter
 from app.users import schemas
 from app.users.services import UserService, preferences_schema, profile
-
-IdentityDep = NamedDependency[Identity]
 
 
 class UserController(Controller):
@@ -24,19 +22,19 @@ class UserController(Controller):
     tags = ["users"]
 
     @get("/")
-    async def me(self, db_session: DbSession, identity: IdentityDep) -> schemas.UserProfile:
+    async def me(self, db_session: DbSession, identity: CurrentIdentity) -> schemas.UserProfile:
         return profile(await UserService(db_session, identity.user_id).get())
 
     @patch("/")
     async def update_me(
-        self, db_session: DbSession, identity: IdentityDep, data: JSONBody[schemas.UserUpdate]
+        self, db_session: DbSession, identity: CurrentIdentity, data: JSONBody[schemas.UserUpdate]
     ) -> schemas.UserProfile:
         """Change `name` and `image` (an https URL, stored and never fetched)."""
         return profile(await UserService(db_session, identity.user_id).update(data))
 
     @delete("/", status_code=204)
     async def delete_me(
-        self, db_session: DbSession, identity: IdentityDep, settings: AppSettings
+        self, db_session: DbSession, identity: CurrentIdentity, settings: AppSettings
     ) -> Response[None]:
         """Delete your account and everything in it: conversations, sessions, accounts."""
         await UserService(db_session, identity.user_id).delete()
@@ -47,7 +45,7 @@ class UserController(Controller):
 
     @get("/preferences")
     async def preferences(
-        self, db_session: DbSession, identity: IdentityDep
+        self, db_session: DbSession, identity: CurrentIdentity
     ) -> schemas.Preferences:
         """Made with the defaults (groq, dark, en) on first read."""
         return preferences_schema(await UserService(db_session, identity.user_id).preferences())
@@ -56,7 +54,7 @@ class UserController(Controller):
     async def update_preferences(
         self,
         db_session: DbSession,
-        identity: IdentityDep,
+        identity: CurrentIdentity,
         router: NamedDependency[ModelRouter],
         data: JSONBody[schemas.PreferencesUpdate],
     ) -> schemas.Preferences:
@@ -64,7 +62,7 @@ class UserController(Controller):
         return preferences_schema(await service.update_preferences(data, router.catalogue))
 
     @get("/export")
-    async def export(self, db_session: DbSession, identity: IdentityDep) -> Response[Any]:
+    async def export(self, db_session: DbSession, identity: CurrentIdentity) -> Response[Any]:
         """Everything of yours in one JSON download (no tokens)."""
         body = await UserService(db_session, identity.user_id).export()
         return Response(

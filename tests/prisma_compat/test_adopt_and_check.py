@@ -18,11 +18,12 @@ from app.asgi import create_app
 from app.db import migrate
 from app.db.engine import Database
 from app.db.models import Base
+from app.db.url import to_libpq
 from app.settings import Settings
 from prisma_compat.commands import adopt, check
 from prisma_compat.export import SEED, SHIPPED, export
 from prisma_compat.schema import parse
-from tests.conftest import CHATWITHME_BIN, FIXTURES, DatabaseFactory, _libpq, http_client, in_thread
+from tests.conftest import CHATWITHME_BIN, FIXTURES, DatabaseFactory, http_client, in_thread
 
 BASELINE_SQL = (FIXTURES / "prisma" / "baseline.sql").read_text()
 # Rows as a Prisma/NextAuth app leaves them: cuid ids, millisecond timestamps set by the client.
@@ -53,7 +54,7 @@ CREATE TABLE "_prisma_migrations" (id VARCHAR(36) PRIMARY KEY, checksum VARCHAR(
 
 
 async def _sql(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(to_libpq(url))
     try:
         await connection.execute(statement)
     finally:
@@ -61,7 +62,7 @@ async def _sql(url: str, statement: str) -> None:
 
 
 async def _fetch(url: str, query: str) -> list[dict[str, Any]]:
-    connection = await asyncpg.connect(_libpq(url))
+    connection = await asyncpg.connect(to_libpq(url))
     try:
         return [dict(r) for r in await connection.fetch(query)]
     finally:
