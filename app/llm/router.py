@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from app.lib.metrics import record_provider_failure
 from app.llm.catalogue import ModelCatalogue
 from app.llm.providers.base import Provider
 from app.llm.providers.dev_echo import DevEchoProvider
@@ -142,6 +143,7 @@ class ModelRouter:
             state.consecutive_failures = 0
             return
         state.consecutive_failures += 1
+        record_provider_failure(provider=provider, kind=failure.kind)
         state.last_error = failure.kind
         state.last_error_at = time.time()
 

@@ -1,0 +1,99 @@
+"""Domain metrics in Prometheus form: chat generations, time to first token, provider
+failures and the database pool. No HTTP framework here: `llm/` and `chat/` call these."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+GENERATION_STATUSES = ("complete", "incomplete", "error", "cancelled")
+
+GENERATIONS = Counter(
+    "chatwithme_chat_generations",
+    "Chat answers finished, by model, provider and final status",
+    ["model", "provider", "status"],
+)
+TIME_TO_FIRST_TOKEN = Histogram(
+    "chatwithme_chat_time_to_first_token_seconds",
+    "Time from the chat request to the first text delta of the answer",
+    ["model", "provider"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0),
+)
+PROVIDER_FAILURES = Counter(
+    "chatwithme_provider_failures",
+    "Failed calls to a model provider, by provider and kind of failure",
+    ["provider", "kind"],
+)
+
+
+def record_generation(
+    *, model: str, provider: str | None, status: str, ttft_ms: float | None
+) -> None:
+    """Count one finished answer; `ttft_ms` is None when no text arrived."""
+    provider_label = provider or "none"
+    GENERATIONS.labels(model=model, provider=provider_label, status=status).inc()
+    if ttft_ms is not None:
+        TIME_TO_FIRST_TOKEN.labels(model=model, provider=provider_label).observe(ttft_ms / 1000)
+
+
+def record_provider_failure(*, provider: str, kind: str) -> None:
+    """Count one failed call to `provider` (kind: timeout, rate_limited, auth, ...)."""
+    PROVIDER_FAILURES.labels(provider=provider, kind=kind).inc()
+
+
+class PoolCollector(Collector):
+    """Reads the SQLAlchemy pools being watched at scrape time (no polling, no hooks)."""
+
+    def __init__(self) -> None:
+        self._pools: list[Any] = []
+        self._lock = threading.Lock()
+
+    def watch(self, pool: Any) -> None:
+        with self._lock:
+            if all(p is not pool for p in self._pools):
+                self._pools.append(pool)
+
+    def forget(self, pool: Any) -> None:
+        with self._lock:
+            self._pools = [p for p in self._pools if p is not pool]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            pools = list(self._pools)
+        size = GaugeMetricFamily("chatwithme_db_pool_size", "Connections the pool may hold")
+        in_use = GaugeMetricFamily("chatwithme_db_pool_in_use", "Connections checked out now")
+        waiting = GaugeMetricFamily(
+            "chatwithme_db_pool_waiting", "Requests waiting for a pooled connection now"
+        )
+        size.add_metric([], sum(_size(p) for p in pools))
+        in_use.add_metric([], sum(_checked_out(p) for p in pools))
+        waiting.add_metric([], sum(_waiting(p) for p in pools))
+        yield from (size, in_use, waiting)
+
+
+def _size(pool: Any) -> int:
+    size = getattr(pool, "size", None)
+    return int(size()) if callable(size) else 0
+
+
+def _checked_out(pool: Any) -> int:
+    checked_out = getattr(pool, "checkedout", None)
+    return int(checked_out()) if callable(checked_out) else 0
+
+
+def _waiting(pool: Any) -> int:
+    # SQLAlchemy has no public waiter count: its async queue wraps an asyncio.Queue, made on
+    # first use, whose pending getters are the requests waiting for a connection.
+    queue = getattr(pool, "_pool", None)
+    inner = vars(queue).get("_queue") if queue is not None and hasattr(queue, "__dict__") else None
+    getters = getattr(inner, "_getters", None) or ()
+    return sum(1 for getter in getters if not getter.done())
+
+
+POOLS = PoolCollector()
+REGISTRY.register(POOLS)
