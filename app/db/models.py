@@ -159,6 +159,7 @@ class Message(Base):
         Index("messages_conversationId_createdAt_idx", "conversationId", "createdAt"),
         Index("messages_userId_createdAt_idx", "userId", "createdAt"),
         Index("messages_replyToId_idx", "replyToId"),
+        Index("messages_userId_clientMessageId_key", "userId", "clientMessageId", unique=True),
         Index("messages_userId_searchVector_idx", "userId", "searchVector", postgresql_using="gin"),
         Index(
             "messages_content_trgm_idx",
@@ -208,6 +209,8 @@ class Message(Base):
         ),
     )
     superseded_at: Mapped[datetime | None] = mapped_column("supersededAt", Timestamp)
+    # Revision 0006: the id the client gave the question, so that a retry is not stored twice.
+    client_message_id: Mapped[str | None] = mapped_column("clientMessageId", Text)
     search_vector: Mapped[Any] = _search_vector("content")
 
 
