@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import logging
+import logging.config
 import os
 import socket
 import sys
@@ -14,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from app.db import migrate
 from app.db.embedded import EmbeddedPostgres, default_pgdata
 from app.lib.errors import ConfigurationError
+from app.lib.logs import logging_config
 from app.settings import Settings, load_settings
 
 logger = logging.getLogger("chatwithme")
@@ -67,6 +69,8 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = load_settings()
+    log_config = logging_config(settings.log_format, settings.log_level)
+    logging.config.dictConfig(log_config)
     _check_port_free(args.host, args.port)
     with database_url_for(settings) as url:
         if settings.uses_embedded_database:
@@ -91,12 +95,19 @@ def serve(args: argparse.Namespace) -> None:
                 reload=args.reload,
                 workers=None if args.reload else args.workers,
                 log_level=settings.log_level,
+                log_config=log_config,
             )
         else:
             from app.asgi import create_app
 
             app = create_app(settings.model_copy(update={"database_url": url}))
-            uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level)
+            uvicorn.run(
+                app,
+                host=args.host,
+                port=args.port,
+                log_level=settings.log_level,
+                log_config=log_config,
+            )
 
 
 def db_command(args: argparse.Namespace) -> int:

@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
     )
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="LOG_FORMAT")
+    # None: on outside production (see `metrics_on`).
+    metrics_enabled: bool | None = Field(default=None, validation_alias="METRICS_ENABLED")
+    metrics_token: str | None = Field(default=None, validation_alias="METRICS_TOKEN")
 
     @field_validator(
         "database_url",
@@ -130,6 +134,8 @@ class Settings(BaseSettings):
         "models_file",
         "redis_url",
         "smtp_url",
+        "metrics_enabled",
+        "metrics_token",
         mode="before",
     )
     @classmethod
@@ -139,7 +145,7 @@ class Settings(BaseSettings):
             return None
         return value
 
-    @field_validator("log_level", "app_env", mode="before")
+    @field_validator("log_level", "log_format", "app_env", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
@@ -174,6 +180,13 @@ class Settings(BaseSettings):
     @property
     def dev_login_enabled(self) -> bool:
         return self.auth_dev_login and not self.is_production
+
+    @property
+    def metrics_on(self) -> bool:
+        """`GET /metrics` is served: METRICS_ENABLED, or by default outside production."""
+        if self.metrics_enabled is None:
+            return not self.is_production
+        return self.metrics_enabled
 
     @property
     def uses_embedded_database(self) -> bool:

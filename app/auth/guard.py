@@ -65,17 +65,26 @@ def _credentials(
     authorization = connection.headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip(), "bearer"
+        return _usable(value.strip(), "bearer")
     for name in names.session_candidates():
         if token := connection.cookies.get(name):
-            return token, "cookie"
+            return _usable(token, "cookie")
     return None
+
+
+def _usable(
+    token: str, via: Literal["cookie", "bearer"]
+) -> tuple[str, Literal["cookie", "bearer"]] | None:
+    """A token holding NUL (a cookie of `%00`) names no session; PostgreSQL could not even look."""
+    return None if "\x00" in token else (token, via)
 
 
 async def authenticate(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
     """App-level guard: resolves the session and enforces origin, CSRF and sign-in rules."""
+    if handler.opt.get("sessionless", False):
+        return  # public answers that must not wait on the database (metrics during an outage)
     settings: Settings = connection.app.state.settings
     names = CookieNames.for_settings(settings)
     found = _credentials(connection, names)

@@ -1,0 +1,82 @@
+"""Logging set-up: text or JSON lines (LOG_FORMAT), each with the request id of the request
+being handled. The same configuration is handed to uvicorn, so its access log follows."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from app.lib.request_id import current_request_id
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id (or "-" outside a request) on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", None):
+            record.request_id = current_request_id.get() or "-"
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id (and exc_info)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", None) or current_request_id.get(),
+        }
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            entry |= _access_fields(record.args)
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc_info"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def _access_fields(args: tuple[Any, ...]) -> dict[str, Any]:
+    """uvicorn's access record args: client, method, path, HTTP version, status."""
+    if len(args) != 5:
+        return {}
+    client, method, path, _version, status = args
+    return {"client": client, "method": method, "path": path, "status": status}
+
+
+def logging_config(log_format: Literal["text", "json"], level: str = "info") -> dict[str, Any]:
+    """A dictConfig for the app and uvicorn (pass it to uvicorn as `log_config`)."""
+    formatter: dict[str, Any] = (
+        {"()": "app.lib.logs.JsonFormatter"}
+        if log_format == "json"
+        else {"format": TEXT_FORMAT, "datefmt": "%Y-%m-%dT%H:%M:%S%z"}
+    )
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "filters": ["request_id"],
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "app.lib.logs.RequestIdFilter"}},
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            # uvicorn's own handlers would print in their format: let records reach the root.
+            "uvicorn": {"handlers": [], "level": level.upper(), "propagate": True},
+            "uvicorn.error": {"handlers": [], "propagate": True},
+            "uvicorn.access": {"handlers": [], "propagate": True},
+            "alembic.runtime.plugins": {"level": "WARNING"},
+        },
+    }
