@@ -17,8 +17,15 @@ from app.auth import cookies
 from app.auth.controllers import AuthController, dev_login
 from app.auth.google import GoogleOIDC
 from app.auth.guard import authenticate, current_identity, optional_identity
-from app.chat.controllers import ConversationController, MessageController, chat
+from app.chat.controllers import (
+    ConversationController,
+    MessageController,
+    chat,
+    resume_chat,
+    stop_chat,
+)
 from app.chat.flow import ChatFlow
+from app.chat.live import LiveAnswers
 from app.db.engine import Database
 from app.health import health
 from app.lib.problems import EXCEPTION_HANDLERS
@@ -73,12 +80,21 @@ def create_app(
             cookie = cookies.session_cookie(settings, session.session_token, session.expires)
             MutableScopeHeaders.from_message(message).add("set-cookie", cookie.to_header(header=""))
 
-    flow = ChatFlow(settings, database, router)
+    answers = LiveAnswers(
+        database,
+        router,
+        settings.database_url,
+        store_retry_seconds=settings.chat_store_retry_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+    )
+    flow = ChatFlow(settings, answers)
     handlers: list[Any] = [
         health,
         AuthController,
         list_models,
         chat,
+        resume_chat,
+        stop_chat,
         search_conversations,
         my_stats,
         ConversationController,
@@ -102,7 +118,13 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[refresh_session_cookie],
-        on_shutdown=[router.aclose, *([redis.aclose] if redis is not None else [])],
+        on_startup=[answers.start],
+        # Answers in flight first: they still need the model router and the database.
+        on_shutdown=[
+            answers.aclose,
+            router.aclose,
+            *([redis.aclose] if redis is not None else []),
+        ],
         state=State(
             {
                 "settings": settings,

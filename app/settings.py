@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     chat_max_title_chars: int = Field(
         default=200, ge=1, le=10_000, validation_alias="CHAT_MAX_TITLE_CHARS"
     )
+    chat_store_retry_seconds: float = Field(
+        default=120.0, gt=0, le=3600, validation_alias="CHAT_STORE_RETRY_SECONDS"
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, le=600, validation_alias="SHUTDOWN_GRACE_SECONDS"
+    )
     chat_rate_limit: int = Field(default=20, ge=1, validation_alias="CHAT_RATE_LIMIT")
     chat_rate_window: int = Field(default=60, ge=1, validation_alias="CHAT_RATE_WINDOW")
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")

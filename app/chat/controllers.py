@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 
 from app.auth.guard import CurrentIdentity
 from app.chat import schemas
-from app.chat.flow import GENERIC_ERRORS, ChatFlow, Delta, Finished, Prepared, batched
+from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
+from app.chat.streams import event_stream, ui_message_stream, ui_question
 from app.db.models import Conversation
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput
@@ -25,55 +24,24 @@ FlowDep = NamedDependency[ChatFlow]
 Format = Annotated[str, QueryParameter(name="format", pattern="^(json|markdown)$")]
 
 
-def _sse(event: str, payload: Any) -> ServerSentEventMessage:
-    return ServerSentEventMessage(event=event, data=msgspec.json.encode(payload).decode())
-
-
 def _wants_stream(request: Request[Any, Any, Any], asked: bool | None) -> bool:
     if asked is not None:
         return asked
     return "text/event-stream" in request.headers.get("accept", "")
 
 
-async def _answer(
-    flow: ChatFlow, prepared: Prepared, stream: bool
-) -> Response[Any] | ServerSentEvent:
-    user_message = message_schema(prepared.user_message)
-    if not stream:
-        finished: Finished | None = None
-        async for event in flow.run(prepared):
-            if isinstance(event, Finished):
-                finished = event
-        assert finished is not None
-        return Response(
-            schemas.ChatResult(
-                conversation_id=prepared.conversation_id,
-                user_message=user_message,
-                ai_message=finished.message,
-            )
+async def _answer(exchange: Exchange, stream: bool) -> Response[Any] | Stream:
+    """JSON once the answer has ended, or this API's events as it is generated."""
+    if stream:
+        return event_stream(exchange)
+    ended = await exchange.ended()
+    assert exchange.user_message is not None
+    return Response(
+        schemas.ChatResult(
+            conversation_id=exchange.conversation_id,
+            user_message=exchange.user_message,
+            ai_message=ended.message,
         )
-
-    async def events() -> AsyncIterator[ServerSentEventMessage]:
-        yield _sse(
-            "start", {"conversationId": prepared.conversation_id, "userMessage": user_message}
-        )
-        async for event in batched(flow.run(prepared)):
-            if isinstance(event, Delta):
-                yield _sse("delta", {"text": event.text})
-            elif event.failure is None:
-                yield _sse("done", {"assistantMessage": event.message})
-            else:
-                yield _sse(
-                    "error",
-                    {
-                        "code": event.failure.kind,
-                        "message": GENERIC_ERRORS[event.failure.kind],
-                        "assistantMessage": event.message,
-                    },
-                )
-
-    return ServerSentEvent(
-        events(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
 
 
@@ -84,14 +52,66 @@ async def chat(
     identity: CurrentIdentity,
     flow: FlowDep,
     data: JSONBody[schemas.ChatRequest],
-) -> Response[Any] | ServerSentEvent:
-    """Store the message, ask the model, and answer with JSON or server-sent events."""
+) -> Response[Any] | Stream:
+    """Store the message, start the answer, and answer with JSON or a stream.
+
+    This API's body (`message` text) gives JSON or server-sent events; the AI SDK's body
+    (`id` and UIMessages) gives the AI SDK's UI message stream. The answer is generated to its
+    end even if the client goes away."""
     limiter: RateLimiter = request.app.state.chat_limiter
     await limiter.hit(identity.user_id, "chat messages")
-    prepared = await flow.prepare(
-        db_session, identity.user_id, data.message, data.conversation_id, data.model
+    if data.speaks_ai_sdk:
+        if data.id is None:
+            raise InvalidInput("id: required (the chat id)")
+        if data.trigger == "regenerate-message":
+            exchange = await flow.regenerate(db_session, identity.user_id, data.id, data.model)
+        else:
+            text, client_id = ui_question(data)
+            exchange = await flow.ask(
+                db_session, identity.user_id, text, data.id, data.model,
+                client_message_id=client_id, create_conversation=True,
+            )  # fmt: skip
+        return ui_message_stream(exchange)
+    if not isinstance(data.message, str):
+        raise InvalidInput("message: required")
+    exchange = await flow.ask(
+        db_session,
+        identity.user_id,
+        data.message,
+        data.conversation_id,
+        data.model,
+        client_message_id=data.client_message_id,
     )
-    return await _answer(flow, prepared, _wants_stream(request, data.stream))
+    return await _answer(exchange, _wants_stream(request, data.stream))
+
+
+@get("/api/chat/{conversation_id:str}/stream", tags=["chat"])
+async def resume_chat(
+    db_session: DbSession,
+    identity: CurrentIdentity,
+    flow: FlowDep,
+    conversation_id: FromPath[str],
+    format: Annotated[str, QueryParameter(pattern="^(ui|events)$")] = "ui",
+) -> Response[Any] | Stream:
+    """Re-attach to the answer being generated (by any app process): everything so far, then
+    live to the end. `204` when nothing is being generated. The AI SDK's resume request."""
+    exchange = await flow.attach(db_session, identity.user_id, conversation_id)
+    if exchange is None:
+        return Response(None, status_code=204)
+    await db_session.commit()  # hold no transaction while following
+    return ui_message_stream(exchange) if format == "ui" else event_stream(exchange)
+
+
+@post("/api/chat/{conversation_id:str}/stop", tags=["chat"], status_code=200)
+async def stop_chat(
+    db_session: DbSession, identity: CurrentIdentity, flow: FlowDep, conversation_id: FromPath[str]
+) -> schemas.StopResult:
+    """Stop the answer being generated (by any app process); its text so far is kept with
+    status `cancelled`."""
+    stopped = await flow.stop(db_session, identity.user_id, conversation_id)
+    return schemas.StopResult(
+        stopped=stopped is not None, message=message_schema(stopped) if stopped else None
+    )
 
 
 class ConversationController(Controller):
@@ -178,14 +198,14 @@ class ConversationController(Controller):
         flow: FlowDep,
         conversation_id: FromPath[str],
         data: JSONBody[schemas.RegenerateRequest | None] = None,
-    ) -> Response[Any] | ServerSentEvent:
+    ) -> Response[Any] | Stream:
         """Answer the last user message again; the earlier answer is kept as a version."""
         limiter: RateLimiter = request.app.state.chat_limiter
         await limiter.hit(identity.user_id, "chat messages")
-        prepared = await flow.prepare_regeneration(
+        exchange = await flow.regenerate(
             db_session, identity.user_id, conversation_id, data.model if data else None
         )
-        return await _answer(flow, prepared, _wants_stream(request, data.stream if data else None))
+        return await _answer(exchange, _wants_stream(request, data.stream if data else None))
 
     @get("/{conversation_id:str}/export")
     async def export_conversation(

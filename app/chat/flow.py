@@ -1,39 +1,32 @@
-"""The chat flow: store the question, ask the model, stream the answer, store the answer.
+"""The chat flow: store the question and the answer's row, start the answer, hand out readers.
 
-Orchestration with side effects lives here; plain data access is in `services.py`. No
-database transaction or pooled connection is held while the model is answering: the user's
-message is committed first, and the answer is stored afterwards in a session of its own.
+Orchestration with side effects lives here; plain data access is in `services.py`, the answer
+being generated in `live.py`. No database transaction or pooled connection is held while the
+model is answering: the question and the answer's `streaming` row are committed first.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
-from datetime import timedelta
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.history import PastMessage, Window, history_window
+from app.chat.live import LEASE, Ended, LiveAnswers, Piece, Question, Text
 from app.chat.services import ConversationService, MessageService, message_schema, title_from
-from app.db.engine import Database
 from app.db.models import Conversation, Message, UserPreferences
-from app.lib.errors import InvalidInput
+from app.lib.errors import Conflict, InvalidInput
 from app.lib.time import utc_now
 from app.llm.catalogue import UnknownModel
-from app.llm.router import Generation, ModelRouter
-from app.llm.types import ModelInfo, ProviderFailure
+from app.llm.types import ModelInfo
 from app.settings import Settings
-from prisma_compat import cuid
 
-# Deltas are sent in batches: at most this long after the first unsent text arrived...
-BATCH_SECONDS = 0.03
-# ...or as soon as this much text is waiting.
-BATCH_CHARS = 512
+# What a reader is told when an answer did not complete, by failure kind.
 GENERIC_ERRORS = {
     "rate_limited": "The model provider is busy; try again shortly.",
     "unavailable": "The model provider is unavailable right now.",
@@ -41,40 +34,50 @@ GENERIC_ERRORS = {
     "auth": "The server's model provider credentials were refused.",
     "bad_request": "The model provider refused the request.",
     "content_filtered": "The answer was withheld by the provider's content filter.",
+    "cancelled": "The answer was stopped.",
+    "shutdown": "The server shut down before the answer was complete.",
+    "interrupted": "The answer was interrupted; the server that generated it went away.",
 }
-# Stores that outlive a cancelled request are kept here until they finish.
-_background: set[asyncio.Task[object]] = set()
+
+
+def error_text(failure: str) -> str:
+    return GENERIC_ERRORS.get(failure, "The answer could not be completed.")
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
-    user_id: str
+class Exchange:
+    """A question and its answer (being generated, or stored), ready to be read."""
+
     conversation_id: str
-    user_message: Message
-    model: ModelInfo
-    window: Window
+    user_message: schemas.Message | None
+    answer_id: str
+    model: str | None
+    provider: str | None
+    pieces: Callable[[], AsyncIterator[Piece]]
+
+    async def ended(self) -> Ended:
+        """Wait for the answer's end."""
+        async for piece in self.pieces():
+            if isinstance(piece, Ended):
+                return piece
+        raise RuntimeError("an answer ended without its final state")  # pragma: no cover
 
 
-@dataclass(frozen=True, slots=True)
-class Delta:
-    text: str
+def _stored(row: Message) -> Callable[[], AsyncIterator[Piece]]:
+    async def pieces() -> AsyncIterator[Piece]:
+        if row.content:
+            yield Text(0, row.content)
+        failure = None if row.status == "complete" else row.error_code or row.status
+        yield Ended(message_schema(row), failure)
 
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    message: schemas.Message
-    failure: ProviderFailure | None
-
-
-Event = Delta | Finished
+    return pieces
 
 
 class ChatFlow:
-    def __init__(self, settings: Settings, database: Database, router: ModelRouter) -> None:
+    def __init__(self, settings: Settings, answers: LiveAnswers) -> None:
         self.settings = settings
-        self.database = database
-        self.router = router
-        self.lease = timedelta(seconds=settings.llm_total_timeout + 60)
+        self.answers = answers
+        self.router = answers.router
 
     async def _choose_model(
         self, db: AsyncSession, user_id: str, requested: str | None
@@ -104,181 +107,169 @@ class ChatFlow:
             )
         return message
 
-    async def prepare(
+    async def ask(
         self,
         db: AsyncSession,
         user_id: str,
         message: str,
         conversation_id: str | None,
         model: str | None,
-    ) -> Prepared:
-        """Check, take the conversation's lease, commit the user's message, build the prompt."""
+        *,
+        client_message_id: str | None = None,
+        create_conversation: bool = False,
+    ) -> Exchange:
+        """Store the question and the answer's row, start the answer. A question whose
+        `client_message_id` was seen before gets the earlier exchange instead."""
         self._check_length(message)
+        if client_message_id is not None:
+            repeated = await self._repeat(db, user_id, client_message_id)
+            if repeated is not None:
+                return repeated
         chosen = await self._choose_model(db, user_id, model)
         conversations = ConversationService(db, user_id)
         if conversation_id is None:
-            conversation = await conversations.create(title_from(message))
-            conversation_id = conversation.id
-        await conversations.start_generation(conversation_id, self.lease)
+            conversation_id = (await conversations.create(title_from(message))).id
+        elif create_conversation:
+            await conversations.ensure(conversation_id, title_from(message))
+        await conversations.start_generation(conversation_id, LEASE)
         messages = MessageService(db, user_id)
         history = await messages.recent_history(
             conversation_id, self.settings.chat_history_messages
         )
-        stored = await messages.add_user_message(conversation_id, message)
-        await db.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id)
-            .values(updated_at=utc_now())
-        )
-        await db.commit()  # the question is durable before the model is asked
-        return Prepared(
-            user_id, conversation_id, stored, chosen, self._window(history, message, chosen)
-        )
+        question = await messages.add_user_message(conversation_id, message, client_message_id)
+        return await self._begin(db, messages, question, chosen, self._window(history, chosen))
 
-    async def prepare_regeneration(
+    async def regenerate(
         self, db: AsyncSession, user_id: str, conversation_id: str, model: str | None
-    ) -> Prepared:
+    ) -> Exchange:
         """Answer the last user message again; earlier answers become previous versions."""
         chosen = await self._choose_model(db, user_id, model)
         conversations = ConversationService(db, user_id)
-        await conversations.start_generation(conversation_id, self.lease)
+        await conversations.start_generation(conversation_id, LEASE)
         messages = MessageService(db, user_id)
         question = await messages.last_user_message(conversation_id)
         history = await messages.recent_history(
             conversation_id, self.settings.chat_history_messages, before=question.created_at
         )
         await messages.supersede_answers_to(question.id)
-        await db.commit()
-        return Prepared(
-            user_id,
-            conversation_id,
-            question,
-            chosen,
-            self._window(history, question.content, chosen),
-        )
+        return await self._begin(db, messages, question, chosen, self._window(history, chosen))
 
-    def _window(self, history: list[PastMessage], message: str, model: ModelInfo) -> Window:
-        return history_window(
-            history,
-            message,
-            system_prompt=self.settings.system_prompt,
-            model=model,
-            max_messages=self.settings.chat_history_messages,
-            margin=self.settings.chat_context_margin,
-        )
-
-    async def run(self, prepared: Prepared) -> AsyncIterator[Event]:
-        """Deltas as they come, then one Finished with the stored answer.
-
-        If the consumer goes away, the upstream call is cancelled and the partial answer is
-        stored as `cancelled`; the answer row is written exactly once in every case.
-        """
-        generation = self.router.stream(prepared.model, prepared.window.messages)
-        failure: ProviderFailure | None = None
-        status = "cancelled"
-        try:
-            async for text in generation:
-                yield Delta(text)
-            status = "complete"
-        except ProviderFailure as exc:
-            failure = exc
-            status = "incomplete" if generation.partial else "error"
-        finally:
-            await generation.aclose()
-            store = asyncio.ensure_future(self._store(prepared, generation, status, failure))
-            _background.add(store)
-            store.add_done_callback(_background.discard)
-            stored = await asyncio.shield(store)
-        yield Finished(stored, failure)
-
-    async def _store(
+    async def _begin(
         self,
-        prepared: Prepared,
-        generation: Generation,
-        status: str,
-        failure: ProviderFailure | None,
-    ) -> schemas.Message:
-        result = generation.result
-        answered = generation.answered_by or prepared.model
-        usage = result.usage if result else None
-        total_ms = result.total_time_ms if result else generation.elapsed_ms()
-        ttft = generation.time_to_first_token_ms
-        row = Message(
-            id=cuid(),
-            conversation_id=prepared.conversation_id,
-            user_id=prepared.user_id,
-            role="assistant",
-            content=generation.partial,
-            model=answered.id,
-            provider=answered.provider,
-            status=status,
-            prompt_tokens=usage.prompt_tokens if usage else prepared.window.prompt_tokens_estimate,
-            completion_tokens=usage.completion_tokens if usage else None,
-            tokens_estimated=usage.estimated if usage else True,
-            time_to_first_token_ms=round(ttft) if ttft is not None else None,
-            total_time_ms=round(total_ms),
-            finish_reason=result.finish_reason if result else None,
-            error_code=failure.kind if failure else None,
-            attempts=[asdict(a) for a in generation.attempts] or None,
-            prompt_message_ids=[*prepared.window.included_ids, prepared.user_message.id],
-            reply_to_id=prepared.user_message.id,
-            created_at=utc_now(),
+        db: AsyncSession,
+        messages: MessageService,
+        question: Message,
+        model: ModelInfo,
+        past: Callable[[str], Window],
+    ) -> Exchange:
+        window = past(question.content)
+        answer = await messages.add_answer(
+            question, model.id, model.provider, [*window.included_ids, question.id]
         )
-        async with self.database.session_maker() as db:
-            db.add(row)
-            await db.execute(
-                update(Conversation)
-                .where(Conversation.id == prepared.conversation_id)
-                .values(updated_at=utc_now(), generating_until=None)
-            )
-            await db.commit()
-        return message_schema(row)
-
-
-async def batched(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """Merge deltas into batches: never one event per tiny token, never held back for long.
-
-    The source runs in a task of its own, so that a pause in the model's answer does not
-    delay text already received; cancelling the consumer cancels the source.
-    """
-    queue: asyncio.Queue[Event | None] = asyncio.Queue()
-
-    async def pump() -> None:
+        await db.execute(
+            update(Conversation)
+            .where(Conversation.id == question.conversation_id)
+            .values(updated_at=utc_now())
+        )
         try:
-            async for event in events:
-                queue.put_nowait(event)
-        finally:
-            queue.put_nowait(None)
+            await db.commit()  # question and answer row are durable before the model is asked
+        except IntegrityError:
+            await db.rollback()
+            raise Conflict("This message was sent already.") from None
+        live = self.answers.begin(
+            Question(
+                user_id=question.user_id,
+                conversation_id=question.conversation_id,
+                user_message=message_schema(question),
+                answer_id=answer.id,
+                answer_created_at=answer.created_at,
+                model=model,
+                window=window,
+            )
+        )
+        return Exchange(
+            question.conversation_id,
+            message_schema(question),
+            answer.id,
+            model.id,
+            model.provider,
+            live.follow,
+        )
 
-    source = asyncio.ensure_future(pump())
-    _background.add(source)
-    source.add_done_callback(_background.discard)
-    waiting: list[str] = []
-    deadline = 0.0
-    try:
-        while True:
-            timeout = max(0.0, deadline - time.monotonic()) if waiting else None
-            try:
-                event = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
-                yield Delta("".join(waiting))
-                waiting = []
-                continue
-            if isinstance(event, Delta):
-                if not waiting:
-                    deadline = time.monotonic() + BATCH_SECONDS
-                waiting.append(event.text)
-                if sum(map(len, waiting)) >= BATCH_CHARS:
-                    yield Delta("".join(waiting))
-                    waiting = []
-                continue
-            if waiting:
-                yield Delta("".join(waiting))
-                waiting = []
-            if event is None:
-                break
-            yield event
-        source.result()  # re-raise what failed in the source
-    finally:
-        if not source.done():
-            source.cancel()
+    async def _repeat(
+        self, db: AsyncSession, user_id: str, client_message_id: str
+    ) -> Exchange | None:
+        """The exchange an earlier request with this client message id started."""
+        messages = MessageService(db, user_id)
+        question = await messages.by_client_id(client_message_id)
+        if question is None:
+            return None
+        answer = await messages.answer_to(question.id)
+        if answer is None:
+            raise Conflict("This message was sent already, and its answer was deleted.")
+        exchange = await self._reader_of(answer)
+        return Exchange(
+            question.conversation_id,
+            message_schema(question),
+            answer.id,
+            answer.model,
+            answer.provider,
+            exchange,
+        )
+
+    async def _reader_of(self, answer: Message) -> Callable[[], AsyncIterator[Piece]]:
+        live = self.answers.local(answer.conversation_id)
+        if live is not None and live.id == answer.id:
+            return live.follow
+        if answer.status == "streaming":
+            saved = answer.content
+
+            def remote() -> AsyncIterator[Piece]:
+                return self.answers.follow_remote(answer.id, saved)
+
+            return remote
+        return _stored(answer)
+
+    async def attach(self, db: AsyncSession, user_id: str, conversation_id: str) -> Exchange | None:
+        """The answer being generated in the conversation (by any process), or None."""
+        await ConversationService(db, user_id).get_owned(conversation_id)
+        live = self.answers.local(conversation_id)
+        if live is not None and live.question.user_id == user_id:
+            question = live.question
+            return Exchange(
+                conversation_id,
+                question.user_message,
+                live.id,
+                question.model.id,
+                question.model.provider,
+                live.follow,
+            )
+        answer = await MessageService(db, user_id).streaming_answer(conversation_id)
+        if answer is None:
+            return None
+        return Exchange(
+            conversation_id, None, answer.id, answer.model, answer.provider,
+            await self._reader_of(answer),
+        )  # fmt: skip
+
+    async def stop(self, db: AsyncSession, user_id: str, conversation_id: str) -> Message | None:
+        """Stop the answer being generated in the conversation; None when none was."""
+        exchange = await self.attach(db, user_id, conversation_id)
+        if exchange is None:
+            return None
+        await db.commit()  # hold no transaction while waiting
+        await self.answers.stop(conversation_id, exchange.answer_id)
+        return await MessageService(db, user_id).wait_until_stored(exchange.answer_id)
+
+    def _window(self, history: list[PastMessage], model: ModelInfo) -> Callable[[str], Window]:
+        def window(message: str) -> Window:
+            return history_window(
+                history,
+                message,
+                system_prompt=self.settings.system_prompt,
+                model=model,
+                max_messages=self.settings.chat_history_messages,
+                margin=self.settings.chat_context_margin,
+            )
+
+        return window

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -13,13 +13,56 @@ ReactionType = Literal["like", "dislike", "helpful"]
 REACTION_TYPES: tuple[str, ...] = ("like", "dislike", "helpful")
 
 
-class ChatRequest(CamelStruct, forbid_unknown_fields=False):
-    """`userId`, `role`, `id` and other unknown keys are ignored (no mass assignment)."""
+# Ids chosen by clients: the AI SDK's chat and message ids (16 characters by default).
+ClientId = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="1 to 64 characters: letters, digits, `_` and `-`",
+    ),
+]
 
-    message: str
+
+class UIMessagePart(msgspec.Struct, forbid_unknown_fields=False):
+    """A part of an AI SDK UIMessage; only `text` parts are read."""
+
+    type: str
+    text: str | None = None
+
+
+class UIMessage(msgspec.Struct, forbid_unknown_fields=False):
+    """An AI SDK UIMessage (`{id, role, parts}`)."""
+
+    role: str
+    id: ClientId | None = None
+    parts: list[UIMessagePart] = msgspec.field(default_factory=list)
+
+
+class ChatRequest(CamelStruct, forbid_unknown_fields=False):
+    """Either this API's own body (`message` text, optional `conversationId`) or the AI SDK's
+    (`id` = chat id, and `message` or `messages` as UIMessages). `userId`, `role` and other
+    unknown keys are ignored (no mass assignment)."""
+
+    message: str | UIMessage | None = None
     conversation_id: str | None = None
     model: str | None = None
     stream: bool | None = None
+    # Send the same id again when retrying: the earlier exchange is answered, not a new one.
+    client_message_id: ClientId | None = None
+    # The AI SDK's fields.
+    id: ClientId | None = None
+    messages: list[UIMessage] | None = None
+    trigger: Literal["submit-message", "regenerate-message"] | None = None
+    message_id: str | None = None
+
+    @property
+    def speaks_ai_sdk(self) -> bool:
+        return self.messages is not None or isinstance(self.message, UIMessage)
+
+
+class StopResult(CamelStruct):
+    stopped: bool  # False: nothing was being generated
+    message: Message | None  # the stopped answer, as stored
 
 
 class RegenerateRequest(CamelStruct):

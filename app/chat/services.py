@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -145,6 +147,22 @@ class ConversationService:
         await self.db.flush()
         return conversation
 
+    async def ensure(self, conversation_id: str, title: str | None) -> None:
+        """Create the conversation with the client's id on first use; someone else's id is
+        NotFound, exactly like an unknown one."""
+        now = utc_now()
+        created = await self.db.scalar(
+            insert(Conversation)
+            .values(
+                id=conversation_id, user_id=self.user_id, title=title, created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(Conversation.id)
+        )  # fmt: skip
+        if created is None:
+            await self.get_owned(conversation_id)
+
     async def rename(self, conversation_id: str, title: str | None) -> Conversation:
         conversation = await self.get_owned(conversation_id)
         conversation.title = title
@@ -177,6 +195,12 @@ class ConversationService:
         if taken is None:
             await self.get_owned(conversation_id)  # NotFound when it is not theirs
             raise Conflict("An answer is already being generated in this conversation.")
+        # An answer still `streaming` under an expired lease lost its process.
+        await self.db.execute(
+            update(Message)
+            .where(Message.conversation_id == conversation_id, Message.status == "streaming")
+            .values(status="incomplete", error_code="interrupted")
+        )
 
 
 class MessageService:
@@ -237,7 +261,7 @@ class MessageService:
                 Message.conversation_id == conversation_id,
                 self._owned(),
                 Message.superseded_at.is_(None),
-                Message.status != "error",
+                Message.status.not_in(("error", "streaming")),
                 Message.content != "",
             )
             .order_by(Message.created_at.desc(), Message.id.desc())
@@ -248,13 +272,87 @@ class MessageService:
         rows = (await self.db.execute(query)).all()
         return [PastMessage(r.id, r.role, r.content) for r in reversed(rows)]
 
-    async def add_user_message(self, conversation_id: str, content: str) -> Message:
+    async def add_user_message(
+        self, conversation_id: str, content: str, client_message_id: str | None = None
+    ) -> Message:
         message = Message(
-            conversation_id=conversation_id, user_id=self.user_id, role="user", content=content
+            conversation_id=conversation_id,
+            user_id=self.user_id,
+            role="user",
+            content=content,
+            client_message_id=client_message_id,
         )
         self.db.add(message)
         await self.db.flush()
         return message
+
+    async def add_answer(
+        self, question: Message, model: str, provider: str, prompt_message_ids: list[str]
+    ) -> Message:
+        """The assistant row of an answer about to be generated (status `streaming`)."""
+        # Strictly after the question, so that (createdAt, id) orders the two.
+        created_at = max(utc_now(), question.created_at + timedelta(milliseconds=1))
+        answer = Message(
+            conversation_id=question.conversation_id,
+            user_id=self.user_id,
+            role="assistant",
+            content="",
+            model=model,
+            provider=provider,
+            status="streaming",
+            prompt_message_ids=prompt_message_ids,
+            reply_to_id=question.id,
+            created_at=created_at,
+        )
+        self.db.add(answer)
+        await self.db.flush()
+        return answer
+
+    async def by_client_id(self, client_message_id: str) -> Message | None:
+        return await self.db.scalar(
+            select(Message).where(self._owned(), Message.client_message_id == client_message_id)
+        )
+
+    async def answer_to(self, question_id: str) -> Message | None:
+        """The current answer to a question (not a replaced version)."""
+        return await self.db.scalar(
+            select(Message)
+            .where(
+                self._owned(), Message.reply_to_id == question_id, Message.superseded_at.is_(None)
+            )
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
+        )
+
+    async def wait_until_stored(self, answer_id: str, seconds: float = 5.0) -> Message | None:
+        """The answer once its last write is in (or as it stands after `seconds`)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            row = await self.db.scalar(
+                select(Message)
+                .where(self._owned(), Message.id == answer_id)
+                .execution_options(populate_existing=True)
+            )
+            await self.db.commit()  # a fresh snapshot each time, and no transaction held
+            done = row is None or row.total_time_ms is not None
+            if done or time.monotonic() > deadline:
+                return row
+            await asyncio.sleep(0.05)
+
+    async def streaming_answer(self, conversation_id: str) -> Message | None:
+        """The answer being generated in the conversation, if its lease still runs."""
+        return await self.db.scalar(
+            select(Message)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                self._owned(),
+                Message.conversation_id == conversation_id,
+                Message.status == "streaming",
+                Conversation.generating_until > utc_now(),
+            )
+            .order_by(Message.created_at.desc())
+            .limit(1)
+        )
 
     async def last_user_message(self, conversation_id: str) -> Message:
         found = await self.db.scalar(

@@ -79,10 +79,10 @@ async def _assistant_rows(database: Database, conversation_id: str) -> list[tupl
         return [(r.status, r.content) for r in rows]
 
 
-async def test_a_client_that_leaves_mid_stream_leaves_a_cancelled_partial_answer(
+async def test_a_client_that_leaves_mid_stream_does_not_stop_the_answer(
     settings: Settings, database_url: str, groq_fake: FakeLLM
 ) -> None:
-    groq_fake.next(Scenario(chunks=["part "] * 100, gap=0.05))
+    groq_fake.next(Scenario(chunks=["part "] * 40, gap=0.03))
     async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
         conversation_id = None
         async with (
@@ -110,20 +110,11 @@ async def test_a_client_that_leaves_mid_stream_leaves_a_cancelled_partial_answer
         rows: list[tuple[str, str]] = []
         for _ in range(100):
             rows = await _assistant_rows(database, conversation_id)
-            if rows:
+            if rows and rows[0][0] != "streaming":
                 break
             await asyncio.sleep(0.05)
-        assert len(rows) == 1
-        status, content = rows[0]
-        assert status == "cancelled"
-        assert content.startswith("part ") and content != "part " * 100
-        for _ in range(40):
-            if groq_fake.disconnects:
-                break
-            await asyncio.sleep(0.05)
-        assert groq_fake.disconnects == 1 and groq_fake.completed == 0
-        await asyncio.sleep(0.3)
-        assert len(await _assistant_rows(database, conversation_id)) == 1  # stored once
+        assert rows == [("complete", "part " * 40)]
+        assert groq_fake.disconnects == 0 and groq_fake.completed == 1
         await database.engine.dispose()
 
 

@@ -1,0 +1,661 @@
+"""Answers being generated: they outlive the request that started them, and any app process can
+follow or stop them.
+
+- A `LiveAnswer` runs in a task of its own. The assistant row exists from the start (status
+  `streaming`); its text is saved as it grows (at most `SAVE_SECONDS` or `SAVE_CHARS` behind),
+  each save also renewing the conversation's lease; the last write sets one of `complete`,
+  `incomplete`, `error`, `cancelled` and releases the lease, retried while the database is away.
+- Readers (`follow`) get what was generated so far, then the rest live, then an `Ended`. A
+  reader that goes away changes nothing for the answer.
+- Other processes reach an answer through PostgreSQL: LISTEN/NOTIFY on one channel carries
+  "follow from offset", "text at offset", "ended" and "stop", and the saved partial text is the
+  fallback when a notification is lost. Works with no Redis, and needs no extra service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import and_, case, exists, select, update
+from sqlalchemy.orm import aliased
+
+from app.chat import schemas
+from app.chat.history import Window
+from app.chat.services import message_schema
+from app.db.engine import Database
+from app.db.models import Conversation, Message
+from app.db.url import to_libpq
+from app.lib import metrics
+from app.lib.time import utc_now
+from app.llm.router import Generation, ModelRouter
+from app.llm.types import ModelInfo, ProviderFailure
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "chatwithme_answers"
+# Text reaches readers in batches: the first at once, then at most this often...
+BATCH_SECONDS = 0.03
+# ...or as soon as this much is waiting.
+BATCH_CHARS = 512
+# The saved partial is at most this far behind the generated text.
+SAVE_SECONDS = 1.0
+SAVE_CHARS = 4096
+# The conversation's lease outlives a dead process by at most this long.
+LEASE = timedelta(seconds=30)
+# One NOTIFY payload must stay under PostgreSQL's 8000 bytes: 1000 characters escaped as JSON
+# take at most 6000.
+NOTIFY_CHARS = 1000
+# How long the stream waits for the final write before ending anyway (the write goes on).
+STREAM_WAITS_FOR_STORE = 2.0
+# What the last write of an answer sets; the rest was written when it began.
+FINAL_COLUMNS = (
+    "content", "model", "provider", "status", "prompt_tokens", "completion_tokens",
+    "tokens_estimated", "time_to_first_token_ms", "total_time_ms", "finish_reason",
+    "error_code", "attempts",
+)  # fmt: skip
+# A reader in another process looks at the saved row this often when no notification comes.
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """Generated text starting at character `offset` of the answer."""
+
+    offset: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The answer's final state; `failure` names what went wrong (None when complete)."""
+
+    message: schemas.Message
+    failure: str | None
+
+
+Piece = Text | Ended
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What a generation needs: who asked, where, which rows, and the prompt."""
+
+    user_id: str
+    conversation_id: str
+    user_message: schemas.Message
+    answer_id: str
+    answer_created_at: datetime
+    model: ModelInfo
+    window: Window
+
+
+class LiveAnswer:
+    """One answer being generated in this process."""
+
+    def __init__(self, answers: LiveAnswers, question: Question) -> None:
+        self.answers = answers
+        self.question = question
+        self.parts: list[str] = []
+        self.length = 0
+        self._pending: list[str] = []
+        self.published = 0
+        self._last_publish = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._readers: set[asyncio.Queue[Piece]] = set()
+        self.relayed_from: int | None = None  # a reader in another process wants text from here
+        self.saved = 0
+        self._save_now = asyncio.Event()
+        self._generating = True
+        self.ended: Ended | None = None
+        self.stored = asyncio.Event()
+        self.stop_reason: str | None = None
+        self._generation: Generation | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.question.answer_id
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"answer {self.id}")
+
+    def stop(self, reason: str = "cancelled") -> None:
+        """Cancel the model call; the text so far is kept with status `cancelled`
+        (`incomplete` when the server is shutting down)."""
+        if self.stop_reason is None and self.ended is None:
+            self.stop_reason = reason
+            if self._consumer is not None:
+                self._consumer.cancel()
+
+    async def follow(self) -> AsyncIterator[Piece]:
+        """Everything so far, then the rest as it comes, then `Ended`."""
+        queue: asyncio.Queue[Piece] = asyncio.Queue()
+        snapshot = self.text
+        if self.ended is None:
+            self._readers.add(queue)
+        try:
+            if snapshot:
+                yield Text(0, snapshot)
+            if self.ended is not None:
+                yield self.ended
+                return
+            sent = len(snapshot)
+            while True:
+                piece = await queue.get()
+                if isinstance(piece, Ended):
+                    yield piece
+                    return
+                if piece.offset + len(piece.text) > sent:
+                    yield Text(sent, piece.text[sent - piece.offset :])
+                    sent = piece.offset + len(piece.text)
+        finally:
+            self._readers.discard(queue)
+
+    def relay_from(self, offset: int) -> None:
+        """A reader in another process asked for the text from `offset` on."""
+        self.relayed_from = offset if self.relayed_from is None else min(offset, self.relayed_from)
+        text = self.text[offset : self.published]
+        for start in range(0, len(text), NOTIFY_CHARS):
+            chunk = text[start : start + NOTIFY_CHARS]
+            self.answers.send({"k": "t", "m": self.id, "o": offset + start, "t": chunk})
+        if self.ended is not None:
+            self.answers.send({"k": "e", "m": self.id})
+
+    # The generation.
+
+    async def _run(self) -> None:
+        router = self.answers.router
+        generation = router.stream(self.question.model, self.question.window.messages)
+        self._generation = generation
+        keeper = asyncio.create_task(self._keep_saving())
+        failure: ProviderFailure | None = None
+        status = "complete"
+        self._consumer = asyncio.create_task(self._consume(generation))
+        try:
+            await self._consumer
+        except ProviderFailure as exc:
+            failure = exc
+            status = "incomplete" if self.parts else "error"
+        except asyncio.CancelledError:
+            if self.stop_reason is None:  # this task itself was cancelled: pass it on
+                raise
+            status = self.stop_reason
+        finally:
+            # Not cancelled: a save cut off mid-query could leave its connection unusable.
+            self._generating = False
+            self._save_now.set()
+            await keeper
+        self._publish()
+        await self._finish(generation, status, failure)
+
+    async def _consume(self, generation: Generation) -> None:
+        try:
+            async for text in generation:
+                self._append(text)
+        finally:
+            await generation.aclose()
+
+    def _append(self, text: str) -> None:
+        self.parts.append(text)
+        self._pending.append(text)
+        self.length += len(text)
+        if self.length - self.saved >= SAVE_CHARS:
+            self._save_now.set()
+        waiting = self.length - self.published
+        since = time.monotonic() - self._last_publish
+        if waiting >= BATCH_CHARS or (self._timer is None and since >= BATCH_SECONDS):
+            self._publish()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                BATCH_SECONDS - since, self._publish
+            )
+
+    def _publish(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        chunk = "".join(self._pending)
+        self._pending.clear()
+        piece = Text(self.published, chunk)
+        self.published += len(chunk)
+        self._last_publish = time.monotonic()
+        for queue in self._readers:
+            queue.put_nowait(piece)
+        if self.relayed_from is not None:
+            for start in range(0, len(chunk), NOTIFY_CHARS):
+                self.answers.send(
+                    {
+                        "k": "t",
+                        "m": self.id,
+                        "o": piece.offset + start,
+                        "t": chunk[start : start + NOTIFY_CHARS],
+                    }
+                )
+
+    async def _keep_saving(self) -> None:
+        """Save the growing text and renew the lease; notice a stop made through the database."""
+        renewed = time.monotonic()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._save_now.wait(), SAVE_SECONDS)
+            self._save_now.clear()
+            if not self._generating:
+                return
+            if self.length == self.saved and time.monotonic() - renewed < LEASE.seconds / 6:
+                continue
+            length, text = self.length, self.text
+            try:
+                still_streaming = await self.answers.save_partial(self.question, text)
+            except Exception as exc:  # the database is away: the next save catches up
+                logger.warning("could not save the partial answer %s: %s", self.id, exc)
+                continue
+            self.saved, renewed = length, time.monotonic()
+            if not still_streaming:
+                self.stop("cancelled")
+
+    async def _finish(
+        self, generation: Generation, status: str, failure: ProviderFailure | None
+    ) -> None:
+        row = self._final_row(generation, status, failure)
+        failure_kind = failure.kind if failure else (None if status == "complete" else status)
+        store = asyncio.create_task(self.answers.store_final(self.question, row))
+        done, _ = await asyncio.wait({store}, timeout=STREAM_WAITS_FOR_STORE)
+        if store in done and store.exception() is None:
+            stored_status = store.result()
+            if stored_status is not None and stored_status != row.status:
+                row.status = stored_status  # stopped through the database meanwhile
+                failure_kind = failure_kind or stored_status
+        self.ended = Ended(message_schema(row), failure_kind)
+        for queue in self._readers:
+            queue.put_nowait(self.ended)
+        self._readers.clear()
+        if self.relayed_from is not None:
+            self.answers.send({"k": "e", "m": self.id})
+        answered = generation.answered_by or self.question.model
+        metrics.record_generation(
+            model=answered.id,
+            provider=answered.provider,
+            status=row.status,
+            ttft_ms=generation.time_to_first_token_ms,
+        )
+        with contextlib.suppress(Exception):  # logged by store_final
+            await store
+        self.stored.set()
+
+    def _final_row(
+        self, generation: Generation, status: str, failure: ProviderFailure | None
+    ) -> Message:
+        result = generation.result
+        answered = generation.answered_by or self.question.model
+        usage = result.usage if result else None
+        total_ms = result.total_time_ms if result else generation.elapsed_ms()
+        ttft = generation.time_to_first_token_ms
+        window = self.question.window
+        error_code = failure.kind if failure else ("shutdown" if status == "incomplete" else None)
+        return Message(
+            id=self.id,
+            conversation_id=self.question.conversation_id,
+            user_id=self.question.user_id,
+            role="assistant",
+            content=self.text,
+            model=answered.id,
+            provider=answered.provider,
+            status=status,
+            prompt_tokens=usage.prompt_tokens if usage else window.prompt_tokens_estimate,
+            completion_tokens=usage.completion_tokens if usage else None,
+            tokens_estimated=usage.estimated if usage else True,
+            time_to_first_token_ms=round(ttft) if ttft is not None else None,
+            total_time_ms=round(total_ms),
+            finish_reason=result.finish_reason if result else None,
+            error_code=error_code,
+            attempts=[asdict(a) for a in generation.attempts] or None,
+            prompt_message_ids=[*window.included_ids, self.question.user_message.id],
+            reply_to_id=self.question.user_message.id,
+            created_at=self.question.answer_created_at,
+        )
+
+
+@dataclass
+class LiveAnswers:
+    """This process's answers in flight, and its line to the other processes."""
+
+    database: Database
+    router: ModelRouter
+    database_url: str | None
+    store_retry_seconds: float = 120.0
+    shutdown_grace_seconds: float = 10.0
+    by_conversation: dict[str, LiveAnswer] = field(default_factory=dict)
+    _by_id: dict[str, LiveAnswer] = field(default_factory=dict)
+    _remote_readers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = field(default_factory=dict)
+    _outbox: asyncio.Queue[dict[str, Any]] | None = None
+    _listener: asyncpg.Connection | None = None
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _process: str = field(default_factory=lambda: secrets.token_hex(6))
+    _shutting_down: bool = False
+    _previous_handlers: dict[int, Any] = field(default_factory=dict)
+    _our_handlers: dict[int, Any] = field(default_factory=dict)
+
+    def begin(self, question: Question) -> LiveAnswer:
+        answer = LiveAnswer(self, question)
+        self.by_conversation[question.conversation_id] = answer
+        self._by_id[answer.id] = answer
+        answer.start()
+        assert answer.task is not None
+        self._tasks.add(answer.task)
+        answer.task.add_done_callback(lambda _: self._forget(answer))
+        return answer
+
+    def _forget(self, answer: LiveAnswer) -> None:
+        assert answer.task is not None
+        self._tasks.discard(answer.task)
+        if self.by_conversation.get(answer.question.conversation_id) is answer:
+            del self.by_conversation[answer.question.conversation_id]
+        self._by_id.pop(answer.id, None)
+
+    def local(self, conversation_id: str) -> LiveAnswer | None:
+        return self.by_conversation.get(conversation_id)
+
+    # Writes of a generation, each in a short session of its own.
+
+    async def save_partial(self, question: Question, text: str) -> bool:
+        """Save the text so far and renew the lease; False when the answer was stopped."""
+        async with self.database.session_maker() as db:
+            saved = await db.scalar(
+                update(Message)
+                .where(Message.id == question.answer_id, Message.status == "streaming")
+                .values(content=text)
+                .returning(Message.id)
+            )
+            if saved is not None:
+                await db.execute(
+                    update(Conversation)
+                    .where(Conversation.id == question.conversation_id)
+                    .values(generating_until=utc_now() + LEASE)
+                )
+            await db.commit()
+        return saved is not None
+
+    async def store_final(self, question: Question, row: Message) -> str | None:
+        """Write the answer's last state and release the lease, retrying while the database is
+        away, for at most `store_retry_seconds`. Returns the stored status."""
+        deadline = time.monotonic() + self.store_retry_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await self._write_final(question, row)
+            except Exception as exc:
+                if time.monotonic() + delay > deadline:
+                    logger.error("gave up storing the answer %s: %s", row.id, exc)
+                    raise
+                logger.warning("storing the answer %s failed (%s); retrying", row.id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _write_final(self, question: Question, row: Message) -> str | None:
+        values: dict[str, Any] = {name: getattr(row, name) for name in FINAL_COLUMNS}
+        # A stop made through the database wins over the status this process saw.
+        values["status"] = case(
+            (Message.status == "cancelled", "cancelled"), else_=values["status"]
+        )
+        other = aliased(Message)
+        async with self.database.session_maker() as db:
+            status = await db.scalar(
+                update(Message)
+                .where(Message.id == row.id)
+                .values(**values)
+                .returning(Message.status)
+            )
+            await db.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == question.conversation_id,
+                    # Release only our own lease: not one a newer generation took after ours
+                    # had expired while the database was away.
+                    ~exists().where(
+                        and_(
+                            other.conversation_id == question.conversation_id,
+                            other.status == "streaming",
+                            other.id != row.id,
+                        )
+                    ),
+                )
+                .values(updated_at=utc_now(), generating_until=None)
+            )
+            await db.commit()
+        return status
+
+    # Stopping and following answers of any process.
+
+    async def stop(self, conversation_id: str, answer_id: str) -> None:
+        """Stop the answer wherever it runs; returns once this process has done its part."""
+        answer = self._by_id.get(answer_id)
+        if answer is not None:
+            answer.stop("cancelled")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(answer.stored.wait(), STREAM_WAITS_FOR_STORE)
+            return
+        async with self.database.session_maker() as db:
+            await db.execute(
+                update(Message)
+                .where(Message.id == answer_id, Message.status == "streaming")
+                .values(status="cancelled")
+            )
+            await db.commit()
+        self.send({"k": "s", "m": answer_id})
+
+    async def follow_remote(self, answer_id: str, saved: str) -> AsyncIterator[Piece]:
+        """Follow an answer generated by another process: the saved text, then what its owner
+        relays; the saved row fills any gap, and tells the end when a notification is lost."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._remote_readers.setdefault(answer_id, set()).add(queue)
+        sent = len(saved)
+        try:
+            if saved:
+                yield Text(0, saved)
+            self.send({"k": "f", "m": answer_id, "o": sent})
+            while True:
+                try:
+                    note: dict[str, Any] | None = await asyncio.wait_for(queue.get(), POLL_SECONDS)
+                except TimeoutError:
+                    note = None
+                if note is not None and note["k"] == "t" and note["o"] <= sent:
+                    end = note["o"] + len(note["t"])
+                    if end > sent:
+                        yield Text(sent, note["t"][sent - note["o"] :])
+                        sent = end
+                    continue
+                # Ended, a gap, or silence: the saved row says where things stand.
+                try:
+                    found = await self._saved_answer(answer_id)
+                except Exception as exc:  # the database is away: keep waiting for the owner
+                    logger.warning("could not read the answer %s: %s", answer_id, exc)
+                    continue
+                if found is None:
+                    return
+                row, lease_over = found
+                if len(row.content) > sent:
+                    yield Text(sent, row.content[sent:])
+                    sent = len(row.content)
+                if row.status != "streaming":
+                    failure = None if row.status == "complete" else row.error_code or row.status
+                    yield Ended(message_schema(row), failure)
+                    return
+                if lease_over:  # its process went away without a last word
+                    row.status = "incomplete"
+                    yield Ended(message_schema(row), "interrupted")
+                    return
+                if note is None or note["k"] == "t":
+                    self.send({"k": "f", "m": answer_id, "o": sent})  # ask again
+        finally:
+            readers = self._remote_readers.get(answer_id)
+            if readers is not None:
+                readers.discard(queue)
+                if not readers:
+                    del self._remote_readers[answer_id]
+
+    async def _saved_answer(self, answer_id: str) -> tuple[Message, bool] | None:
+        """The saved row, and whether its conversation's lease has run out."""
+        async with self.database.session_maker() as db:
+            found = (
+                await db.execute(
+                    select(Message, Conversation.generating_until)
+                    .join(Conversation, Conversation.id == Message.conversation_id)
+                    .where(Message.id == answer_id)
+                )
+            ).first()
+        if found is None:
+            return None
+        row, lease = found
+        return row, lease is None or lease < utc_now()
+
+    # LISTEN/NOTIFY.
+
+    def send(self, note: dict[str, Any]) -> None:
+        if self._outbox is not None:
+            self._outbox.put_nowait({**note, "p": self._process})
+
+    def _on_note(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(note, dict) or note.get("p") == self._process:
+            return
+        kind, answer_id = note.get("k"), str(note.get("m"))
+        answer = self._by_id.get(answer_id)
+        if kind == "f" and answer is not None:
+            answer.relay_from(int(note["o"]))
+        elif kind == "s" and answer is not None:
+            answer.stop("cancelled")
+        elif kind in {"t", "e"}:
+            for queue in self._remote_readers.get(answer_id, ()):
+                queue.put_nowait(note)
+
+    async def start(self) -> None:
+        """Open the notification line (in the background, so start-up needs no database)."""
+        if self.database_url is None:
+            return
+        self._outbox = asyncio.Queue()
+        self._spawn(self._keep_listening())
+        self._watch_signals()
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _keep_listening(self) -> None:
+        assert self.database_url is not None and self._outbox is not None
+        url = to_libpq(self.database_url)
+        delay = 0.2
+        while True:
+            lost = asyncio.Event()
+            try:
+                connection = await asyncpg.connect(url, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+                logger.debug("notification line not open yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.2
+            self._listener = connection
+            try:
+                connection.add_termination_listener(lambda _, lost=lost: lost.set())
+                await connection.add_listener(CHANNEL, lambda *args: self._on_note(args[3]))
+                await self._send_until(connection, lost)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                logger.warning("notification line lost: %s", exc)
+            finally:
+                self._listener = None
+                with contextlib.suppress(Exception):
+                    await connection.close(timeout=1)
+
+    async def _send_until(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        assert self._outbox is not None
+        gone = asyncio.ensure_future(lost.wait())
+        try:
+            while not lost.is_set():
+                getter = asyncio.ensure_future(self._outbox.get())
+                await asyncio.wait({getter, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    return
+                note = getter.result()
+                await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(note))
+        finally:
+            gone.cancel()
+
+    # Shutdown.
+
+    def _watch_signals(self) -> None:
+        """On SIGTERM/SIGINT, give answers in flight their grace period at once, while the
+        server waits for open streams; then chain to the server's own handler."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue
+            self._previous_handlers[sig] = previous
+
+            def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
+                loop.call_soon_threadsafe(self.begin_shutdown)
+                previous(number, frame)
+
+            signal.signal(sig, handler)
+            self._our_handlers[sig] = handler
+
+    def begin_shutdown(self) -> None:
+        """Answers in flight may finish within the grace period; then they are stopped and
+        stored `incomplete`."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        if self.by_conversation:
+            logger.info(
+                "waiting up to %g s for %d answer(s) in flight",
+                self.shutdown_grace_seconds,
+                len(self.by_conversation),
+            )
+        self._spawn(self._stop_after_grace())
+
+    async def _stop_after_grace(self) -> None:
+        running = [a.task for a in self.by_conversation.values() if a.task is not None]
+        if running:
+            await asyncio.wait(running, timeout=self.shutdown_grace_seconds)
+        for answer in list(self.by_conversation.values()):
+            answer.stop("incomplete")
+
+    async def aclose(self) -> None:
+        """Let answers in flight finish (or stop them), store them, close the line."""
+        self.begin_shutdown()
+        answers = [a.task for a in self._by_id.values() if a.task is not None]
+        if answers:
+            await asyncio.wait(answers, timeout=self.shutdown_grace_seconds + 5)
+        for sig, previous in self._previous_handlers.items():
+            if signal.getsignal(sig) is self._our_handlers.get(sig):
+                signal.signal(sig, previous)
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
