@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import event
+from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -11,9 +14,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import QueuePool
 
 from app.db.url import search_path_of, to_async_url
-from app.lib.errors import ConfigurationError
+from app.lib.errors import ConfigurationError, DatabaseUnavailable
 from app.settings import Settings
 
 
@@ -50,7 +54,15 @@ class Database:
                 "server_settings": server_settings,
             },
         )
+        event.listen(engine.sync_engine, "do_connect", _connect)
         return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+    def pool_saturated(self) -> bool:
+        """Every pooled connection is checked out: a new request waits for one to come back."""
+        pool = self.engine.pool
+        if not isinstance(pool, QueuePool):
+            return False
+        return pool.checkedout() >= pool.size() + max(pool._max_overflow, 0)
 
     @classmethod
     def bound_to(cls, connection: AsyncConnection) -> Database:
@@ -59,3 +71,18 @@ class Database:
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
         return cls(connection.engine, session_maker)
+
+
+def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:
+    """Open a DBAPI connection; a failure to reach the server becomes DatabaseUnavailable (503).
+
+    asyncpg raises OSError when the server cannot be reached: the socket file is gone
+    (FileNotFoundError after `pg_ctl stop -m immediate`), refused, unreachable, timed out.
+    SQLAlchemy passes it through unwrapped, and an OSError could come from anywhere, so it is
+    named here, where it can only mean "no database". (Errors the server itself sends, such as
+    "starting up", arrive as DBAPIError with a SQLSTATE; app/lib/problems.py maps those.)
+    """
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {exc!r}") from exc

@@ -57,6 +57,14 @@ class ServiceUnavailable(DomainError):
     title = "Service Unavailable"
 
 
+class DatabaseUnavailable(Exception):
+    """The database could not be reached at all (no socket, refused, timed out, starting up).
+
+    Raised by the engine's connect hook (app/db/engine.py) in place of the driver's OSError,
+    so that only failures of the database connection are mapped to 503.
+    """
+
+
 class SignInFailed(DomainError):
     """A sign-in attempt failed; `error` is the Auth.js error code shown on the error page."""
 

@@ -8,13 +8,17 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.lib import errors
 
 logger = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
+# SQLSTATEs of text PostgreSQL cannot store: NUL in text (22021), a \u0000 escape in jsonb (22P05).
+UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+# The server is shutting down, crashed or is starting up, or has no connection slot left.
+SERVER_GONE = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.InvalidInput: 400,
@@ -81,6 +85,19 @@ def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Re
     )
 
 
+def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[Any]:
+    """A safety net behind the checks in app/lib/input.py, and outages the driver reports as
+    plain errors (class 08, shutdown): the client's fault is a 400, an outage a 503."""
+    sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+    if sqlstate in UNSTORABLE_TEXT:
+        message = "text must not contain NUL (\\u0000) characters"
+        field = {"field": None, "source": None, "message": message}
+        return problem(400, "Invalid Input", message, errors=[field])
+    if sqlstate.startswith("08") or sqlstate in SERVER_GONE:
+        return _database_unavailable(request, exc)
+    return _unexpected(request, exc)
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "Internal Server Error", "Something went wrong on our side.")
@@ -112,6 +129,8 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     OperationalError: _database_unavailable,
     InterfaceError: _database_unavailable,
     PoolTimeoutError: _database_unavailable,
+    errors.DatabaseUnavailable: _database_unavailable,
+    DBAPIError: _database_error,
     ConnectionError: _database_unavailable,
     Exception: _unexpected,
 }
