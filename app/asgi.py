@@ -28,6 +28,7 @@ from app.chat.flow import ChatFlow
 from app.chat.live import LiveAnswers
 from app.db.engine import Database
 from app.health import health
+from app.lib.input import CheckedRequest, refuse_nul_parameters
 from app.lib.problems import EXCEPTION_HANDLERS
 from app.lib.rate_limit import rate_limiter
 from app.llm.controllers import list_models
@@ -107,7 +108,8 @@ def create_app(
     return Litestar(
         route_handlers=handlers,
         plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
-        guards=[authenticate],
+        guards=[refuse_nul_parameters, authenticate],
+        request_class=CheckedRequest,
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),
             "google": Provide(lambda: google, sync_to_thread=False, use_cache=True),
