@@ -4,6 +4,11 @@ The seed models (Prisma's own schema.prisma, shipped as `prisma/seed.prisma`) ke
 names, fields and relation fields; every column, table, index and foreign key that the
 migrations add is appended from the SQLAlchemy models, with the relation fields Prisma needs
 on both sides. Output is laid out as `prisma format` lays it out (aligned columns).
+
+Only what Prisma's validator accepts is exported: an index the schema language cannot express
+(a GIN index over a plain scalar, which needs btree_gin; a partial, expression or INCLUDE
+index) is listed in a comment above its model instead, and `prisma check` adds it back from
+the models (`database_only_indexes`), so the database is still compared with all of it.
 """
 
 from __future__ import annotations
@@ -98,6 +103,40 @@ def _index_columns(index: Index) -> tuple[str, ...]:
     return tuple(c.name for c in index.columns)
 
 
+def _not_expressible(index: Index) -> str | None:
+    """Why Prisma's schema language cannot declare `index`, or None when it can."""
+    options = index.dialect_options["postgresql"]
+    if any(not hasattr(e, "name") for e in index.expressions):
+        return "an expression index"
+    if options.get("where") is not None:
+        return "a partial index"
+    if options.get("include"):
+        return "an index with INCLUDE columns"
+    if options.get("using") == "gin":
+        ops = options.get("ops") or {}
+        for column in index.columns:
+            # Prisma takes a GIN column only as a list, Json, Unsupported(...) or with `ops`.
+            if column.name in ops or column.computed is not None:
+                continue
+            if not isinstance(column.type, (ARRAY, JSONB)):
+                return f"GIN over the {_prisma_type(column.type)} {column.name} needs btree_gin"
+    return None
+
+
+def database_only_indexes(metadata: MetaData) -> dict[str, set[tuple[str, ...]]]:
+    """Indexes the migrations make that the export leaves out, as `check` compares them
+    (key columns, then INCLUDE columns), by table."""
+    found: dict[str, set[tuple[str, ...]]] = {}
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            if _not_expressible(index) is None:
+                continue
+            include = tuple(index.dialect_options["postgresql"].get("include") or ())
+            columns = _index_columns(index) + tuple(getattr(c, "name", c) for c in include)
+            found.setdefault(table.name, set()).add(columns)
+    return found
+
+
 def build(metadata: MetaData) -> Schema:
     """The seed schema, extended with what `metadata` (the models at head) adds."""
     schema = parse(SEED.read_text())
@@ -141,6 +180,7 @@ def _extend(model: Model, table: SqlTable, new_model: bool) -> None:
         for a in model.attributes
         if a.name in ("@index", "@unique")
     } | {(f.name,) for f in model.fields if f.attribute("unique")}
+    left_out = []
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
         columns = _index_columns(index)
         if columns in declared or (index.unique and len(columns) == 1 and new_model):
@@ -152,7 +192,19 @@ def _extend(model: Model, table: SqlTable, new_model: bool) -> None:
             Call(c, (), (("ops", Call("raw", (ops[c],))),)) if c in ops else Ref(c) for c in columns
         ]
         kwargs = {"type": Ref("Gin")} if options.get("using") == "gin" else {}
-        model.attributes.insert(-1, Attribute(kind, [fields], kwargs))
+        attribute = Attribute(kind, [fields], kwargs)
+        reason = _not_expressible(index)
+        if reason is None:
+            model.attributes.insert(-1, attribute)
+        else:
+            left_out += [f"//   {_attribute(attribute)}", f"//     {index.name}: {reason}"]
+    if left_out:
+        model.comment = [
+            "// Also in the database, made by the migrations, but left out below because",
+            "// Prisma's schema language cannot declare them (`chatwithme prisma check` still",
+            "// compares them):",
+            *left_out,
+        ]
 
 
 def _is_scalar_name(name: str) -> bool:
@@ -243,7 +295,7 @@ def render(schema: Schema) -> str:
     for model in schema.models.values():
         name_width = max(len(f.name) for f in model.fields)
         type_width = max(len(_type(f)) for f in model.fields)
-        lines = [f"model {model.name} {{"]
+        lines = [*model.comment, f"model {model.name} {{"]
         for found in model.fields:
             attributes = " ".join(_attribute(a) for a in found.attributes)
             line = f"  {found.name.ljust(name_width)} {_type(found).ljust(type_width)} {attributes}"

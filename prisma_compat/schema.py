@@ -83,6 +83,7 @@ class Model:
     fields: list[Field] = field(default_factory=list)
     attributes: list[Attribute] = field(default_factory=list)
     line: int = 0
+    comment: list[str] = field(default_factory=list)  # lines written above the block (export)
 
     def attribute(self, name: str) -> list[Attribute]:
         return [a for a in self.attributes if a.name == name]

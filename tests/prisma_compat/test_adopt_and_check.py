@@ -227,6 +227,16 @@ def test_export_parses_and_checks_clean_against_a_database_at_head(database_url:
     assert report.findings == [], report.as_text()
 
 
+def test_check_compares_the_indexes_the_export_leaves_out(databases: DatabaseFactory) -> None:
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    in_thread(asyncio.run, _sql(url, 'DROP INDEX "messages_userId_searchVector_idx"'))
+    report = in_thread(check, url, SHIPPED)
+    assert [(f.table, f.object, f.message) for f in report.drift] == [
+        ("messages", "index (userId, searchVector)", "index is missing")
+    ]
+
+
 def test_check_command_prints_json_and_exits_by_drift(
     prisma_database: Callable[..., str], database_url: str, tmp_path: Path
 ) -> None:
