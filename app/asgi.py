@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
-from litestar import Litestar, Router
+from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders, ResponseHeader, State
 from litestar.di import Provide
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.types import Message, Scope
 
 from app import __version__
@@ -29,10 +27,12 @@ from app.chat.live import LiveAnswers
 from app.db.engine import Database
 from app.health import health
 from app.lib.input import CheckedRequest, refuse_nul_parameters
+from app.lib.openapi import openapi_config
 from app.lib.problems import EXCEPTION_HANDLERS
 from app.lib.rate_limit import rate_limiter
 from app.llm.controllers import list_models
 from app.llm.router import ModelRouter
+from app.observability import metrics, observed, prometheus_config
 from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
 from app.stats.controllers import my_stats
@@ -104,10 +104,13 @@ def create_app(
     ]
     if settings.dev_login_enabled:
         handlers.append(dev_login)
+    if settings.metrics_on:
+        handlers.append(metrics)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=handlers,
         plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
+        middleware=[prometheus_config().middleware] if settings.metrics_on else [],
         guards=[refuse_nul_parameters, authenticate],
         request_class=CheckedRequest,
         dependencies={
@@ -146,13 +149,6 @@ def create_app(
         ),
         response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(
-            title="ChatWithMe API",
-            version=__version__,
-            path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
-            openapi_router=Router(
-                "/schema", route_handlers=[], include_in_schema=False, opt={"public": True}
-            ),
-        ),
+        openapi_config=openapi_config(settings, __version__),
     )
+    return observed(app)

@@ -61,16 +61,9 @@ def _token_matches(request: Request[Any, Any, Any], token: str) -> bool:
     )
 
 
-def watch_pool(app: Litestar) -> None:
-    """On start-up: let the scrape read this app's connection pool."""
-    POOLS.watch(app.state.database.engine.pool)
-
-
-def forget_pool(app: Litestar) -> None:
-    POOLS.forget(app.state.database.engine.pool)
-
-
-def with_request_ids(app: Litestar) -> Litestar:
-    """Wrap the app's outermost handler (as Litestar does for CORS) with request ids."""
+def observed(app: Litestar) -> Litestar:
+    """Request ids around everything (the outermost handler, as Litestar wraps CORS), and the
+    app's connection pool in the metrics."""
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    POOLS.watch(app.state.database.engine)
     return app

@@ -4,6 +4,7 @@ failures and the database pool. No HTTP framework here: `llm/` and `chat/` call 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,24 +48,23 @@ def record_provider_failure(*, provider: str, kind: str) -> None:
 
 
 class PoolCollector(Collector):
-    """Reads the SQLAlchemy pools being watched at scrape time (no polling, no hooks)."""
+    """Reads the connection pools of the watched engines at scrape time (no polling).
+
+    Engines are held weakly: an app that is gone (tests make many) drops out by itself.
+    """
 
     def __init__(self) -> None:
-        self._pools: list[Any] = []
+        self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
 
-    def watch(self, pool: Any) -> None:
+    def watch(self, engine: Any) -> None:
+        """`engine`: anything with a `.pool` (an SQLAlchemy Engine or AsyncEngine)."""
         with self._lock:
-            if all(p is not pool for p in self._pools):
-                self._pools.append(pool)
-
-    def forget(self, pool: Any) -> None:
-        with self._lock:
-            self._pools = [p for p in self._pools if p is not pool]
+            self._engines.add(engine)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
-            pools = list(self._pools)
+            pools = [engine.pool for engine in self._engines]
         size = GaugeMetricFamily("chatwithme_db_pool_size", "Connections the pool may hold")
         in_use = GaugeMetricFamily("chatwithme_db_pool_in_use", "Connections checked out now")
         waiting = GaugeMetricFamily(
