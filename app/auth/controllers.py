@@ -35,6 +35,7 @@ from app.auth.services import SessionService, SignInService, normalize_email
 from app.db.models import Session, User
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput, SignInFailed
+from app.lib.openapi import problems, redirect, success
 from app.lib.problems import problem
 from app.lib.rate_limit import RateLimiter
 from app.lib.time import as_utc
@@ -133,7 +134,16 @@ class AuthController(Controller):
             CsrfToken(csrf_token=token), cookies=[cookies.cookie(settings, name, value)]
         )
 
-    @get("/signin/google", opt=PUBLIC, cache=False)
+    @get(
+        "/signin/google",
+        opt=PUBLIC,
+        cache=False,
+        status_code=302,
+        responses={
+            **redirect("To Google (or to the sign-in error page when Google is unreachable)"),
+            **problems(404, 429, s404="Google sign-in is not configured on this server"),
+        },
+    )
     async def signin_google(
         self,
         request: Request[Any, Any, Any],
@@ -166,7 +176,13 @@ class AuthController(Controller):
             cookies=[cookies.cookie(settings, name, check, max_age=cookies.CHECK_COOKIE_MAX_AGE)],
         )
 
-    @get("/callback/google", opt=PUBLIC, cache=False)
+    @get(
+        "/callback/google",
+        opt=PUBLIC,
+        cache=False,
+        status_code=302,
+        responses={**redirect("To `callbackUrl`, or to the sign-in error page"), **problems(429)},
+    )
     async def callback_google(
         self,
         request: Request[Any, Any, Any],
@@ -205,7 +221,7 @@ class AuthController(Controller):
         response.set_cookie(cookies.expired(settings, check_name))
         return response
 
-    @post("/signin/email", opt={**PUBLIC, "csrf": True}, status_code=200)
+    @post("/signin/email", opt={**PUBLIC, "csrf": True}, status_code=200, responses=problems(429))
     async def signin_email(
         self,
         request: Request[Any, Any, Any],
@@ -224,7 +240,13 @@ class AuthController(Controller):
         )
         return Done(message="If the address can receive email, a sign-in link is on its way.")
 
-    @get("/callback/email", opt=PUBLIC, cache=False)
+    @get(
+        "/callback/email",
+        opt=PUBLIC,
+        cache=False,
+        status_code=302,
+        responses={**redirect("To `callbackUrl`, or to the sign-in error page"), **problems(429)},
+    )
     async def callback_email(
         self,
         request: Request[Any, Any, Any],
@@ -246,7 +268,12 @@ class AuthController(Controller):
         session = await SessionService(db_session, settings).create(user.id)
         return _signed_in(settings, session, callback_url)
 
-    @get("/session", opt=PUBLIC, cache=False)
+    @get(
+        "/session",
+        opt=PUBLIC,
+        cache=False,
+        responses=success(AuthSession | None, "The session, or `null` when not signed in"),
+    )
     async def session(self, maybe_identity: NamedDependency[Identity | None]) -> Response[Any]:
         """The current session as NextAuth shows it, or `null`."""
         if maybe_identity is None:
@@ -308,7 +335,14 @@ class AuthController(Controller):
         )
         return RevokedSessions(revoked=count)
 
-    @get("/error", opt=PUBLIC, cache=False)
+    # Always a problem: 400, or 403 for a refused sign-in.
+    @get(
+        "/error",
+        opt=PUBLIC,
+        cache=False,
+        status_code=400,
+        responses=problems(400, 403, s400="Why sign-in failed", s403="Sign-in was refused"),
+    )
     async def error(self, error: FromQuery[str] = "Default") -> Response[Any]:
         """Explains a failed sign-in."""
         code = error if error in ERROR_MESSAGES else "Default"
@@ -316,7 +350,7 @@ class AuthController(Controller):
         return problem(status, "Sign-in Failed", ERROR_MESSAGES[code], error=code)
 
 
-@post("/api/auth/dev-login", opt=PUBLIC, tags=["auth"], status_code=200)
+@post("/api/auth/dev-login", opt=PUBLIC, tags=["auth"], status_code=200, responses=problems(429))
 async def dev_login(
     request: Request[Any, Any, Any],
     settings: AppSettings,

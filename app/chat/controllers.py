@@ -17,6 +17,7 @@ from app.chat.streams import event_stream, ui_message_stream, ui_question
 from app.db.models import Conversation
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput
+from app.lib.openapi import also_as, problems, success
 from app.lib.rate_limit import RateLimiter
 from app.lib.time import as_utc
 
@@ -137,6 +138,7 @@ class ConversationController(Controller):
         settings: AppSettings,
         data: JSONBody[schemas.ConversationCreate | None] = None,
     ) -> schemas.ConversationDetail:
+        """A new, empty conversation; the body (and its `title`) may be left out."""
         title = _title(data.title if data else None, settings)
         row = await ConversationService(db_session, identity.user_id).create(title)
         return _detail(row)
@@ -163,6 +165,7 @@ class ConversationController(Controller):
         conversation_id: FromPath[str],
         data: JSONBody[schemas.ConversationUpdate],
     ) -> schemas.ConversationDetail:
+        """Rename it (`title`: null or blank clears the title)."""
         service = ConversationService(db_session, identity.user_id)
         row = await service.rename(conversation_id, _title(data.title, settings))
         return _detail(row)
@@ -171,6 +174,7 @@ class ConversationController(Controller):
     async def delete_conversation(
         self, db_session: DbSession, identity: CurrentIdentity, conversation_id: FromPath[str]
     ) -> None:
+        """Delete it with all its messages."""
         await ConversationService(db_session, identity.user_id).delete(conversation_id)
 
     @get("/{conversation_id:str}/messages")
@@ -189,7 +193,15 @@ class ConversationController(Controller):
             conversation_id, before, limit, include_versions
         )
 
-    @post("/{conversation_id:str}/regenerate", status_code=200)
+    @post(
+        "/{conversation_id:str}/regenerate",
+        status_code=200,
+        responses={
+            **success(schemas.ChatResult, "The new answer (JSON), or its events as they come"),
+            **problems(409, 429),
+        },
+        opt=also_as("text/event-stream"),
+    )
     async def regenerate(
         self,
         request: Request[Any, Any, Any],
@@ -207,7 +219,11 @@ class ConversationController(Controller):
         )
         return await _answer(exchange, _wants_stream(request, data.stream if data else None))
 
-    @get("/{conversation_id:str}/export")
+    @get(
+        "/{conversation_id:str}/export",
+        responses=success(schemas.ConversationExport, "A download: JSON, or Markdown"),
+        opt=also_as("text/markdown"),
+    )
     async def export_conversation(
         self,
         db_session: DbSession,
@@ -231,16 +247,16 @@ class ConversationController(Controller):
                 lines += [f"## {who} - {m.created_at:%Y-%m-%d %H:%M} UTC", "", m.content, ""]
             return Response(
                 "\n".join(lines),
-                media_type="text/markdown; charset=utf-8",
+                media_type="text/markdown",  # Litestar adds `; charset=utf-8` to text types
                 headers={"Content-Disposition": f'attachment; filename="{filename}.md"'},
             )
-        body = {
-            "id": row.id,
-            "title": row.title,
-            "createdAt": as_utc(row.created_at),
-            "updatedAt": as_utc(row.updated_at),
-            "messages": messages,
-        }
+        body = schemas.ConversationExport(
+            id=row.id,
+            title=row.title,
+            created_at=as_utc(row.created_at),
+            updated_at=as_utc(row.updated_at),
+            messages=messages,
+        )
         return Response(
             body, headers={"Content-Disposition": f'attachment; filename="{filename}.json"'}
         )
@@ -254,6 +270,7 @@ class MessageController(Controller):
     async def delete_message(
         self, db_session: DbSession, identity: CurrentIdentity, message_id: FromPath[str]
     ) -> None:
+        """Delete one of your messages."""
         await MessageService(db_session, identity.user_id).delete_owned(message_id)
 
     @put("/{message_id:str}/reactions/{reaction:str}", status_code=204)
@@ -275,6 +292,7 @@ class MessageController(Controller):
         message_id: FromPath[str],
         reaction: FromPath[str],
     ) -> None:
+        """Take your reaction back (nothing happens when there was none)."""
         await MessageService(db_session, identity.user_id).unreact(message_id, _reaction(reaction))
 
 

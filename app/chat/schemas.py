@@ -127,6 +127,16 @@ class ConversationDetail(CamelStruct):
     next_cursor: str | None
 
 
+class ConversationExport(CamelStruct):
+    """`GET /api/conversations/{id}/export` as JSON: every message, versions included."""
+
+    id: str
+    title: str | None
+    created_at: datetime
+    updated_at: datetime
+    messages: list[Message]
+
+
 class ConversationCreate(CamelStruct, forbid_unknown_fields=False):
     title: str | None = None
 

@@ -94,6 +94,12 @@ def redirect(description: str) -> dict[int, ResponseSpec]:
     return {302: ResponseSpec(None, description=description)}
 
 
+def also_as(*media_types: str, status: int = 200) -> dict[str, Any]:
+    """`opt=` entry: the `status` answer may also come as these text media types (a stream,
+    Markdown); `responses=` can name only one per status."""
+    return {"openapi_also_as": {status: media_types}}
+
+
 # Limits enforced by services after decoding, stated in the document for clients.
 Limits = dict[str, dict[str, Any]]
 
@@ -207,6 +213,10 @@ def _complete_operation(
     ]
     for status in statuses:
         _add_problem(operation, status)
+    for status, media_types in handler.opt.get("openapi_also_as", {}).items():
+        content = operation["responses"][str(status)].setdefault("content", {})
+        for media_type in media_types:
+            content.setdefault(media_type, {"schema": {"type": "string"}})
     # Every error answer is a problem document, whatever Litestar guessed.
     for status, response in operation.get("responses", {}).items():
         if status.startswith(("4", "5")) and _is_litestar_validation_error(response):

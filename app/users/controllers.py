@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from litestar import Controller, Response, delete, get, patch
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -23,6 +21,7 @@ class UserController(Controller):
 
     @get("/")
     async def me(self, db_session: DbSession, identity: CurrentIdentity) -> schemas.UserProfile:
+        """Your profile."""
         return profile(await UserService(db_session, identity.user_id).get())
 
     @patch("/")
@@ -58,11 +57,14 @@ class UserController(Controller):
         router: NamedDependency[ModelRouter],
         data: JSONBody[schemas.PreferencesUpdate],
     ) -> schemas.Preferences:
+        """Change `defaultModel` (an available model), `theme` or `language`."""
         service = UserService(db_session, identity.user_id)
         return preferences_schema(await service.update_preferences(data, router.catalogue))
 
     @get("/export")
-    async def export(self, db_session: DbSession, identity: CurrentIdentity) -> Response[Any]:
+    async def export(
+        self, db_session: DbSession, identity: CurrentIdentity
+    ) -> Response[schemas.UserExport]:
         """Everything of yours in one JSON download (no tokens)."""
         body = await UserService(db_session, identity.user_id).export()
         return Response(
