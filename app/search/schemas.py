@@ -15,9 +15,12 @@ class FoundConversation(CamelStruct):
 
 
 class Match(CamelStruct):
-    message_id: str
-    role: str
-    created_at: datetime
+    """Where the query was found: the conversation's title, or one of its messages."""
+
+    source: Literal["title", "message"]
+    message_id: str | None  # the message's fields are null for the title
+    role: str | None
+    created_at: datetime | None
     snippet: str  # HTML-escaped text, matched terms in <mark>...</mark>
 
 

@@ -4,7 +4,8 @@ Full text first: `websearch_to_tsquery` (words, "phrases", -excluded, OR) on the
 `searchVector` columns, with English stemming and accents removed. Conversations are ranked by
 their best message (or title) rank, a little for how many messages match, and a recency boost.
 When full text finds nothing, trigram word similarity finds partial words and typos.
-Snippets are made only for the returned page.
+A `-word` or `-"phrase"` leaves out every conversation whose title or any current message
+matches it, in both modes. Snippets are made only for the returned page.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +40,7 @@ HEADLINE = (
     f"StartSel={START}, StopSel={STOP}, MaxFragments=2, MinWords=6, MaxWords=20, "
     'FragmentDelimiter=" … "'
 )
+TITLE_HEADLINE = f"StartSel={START}, StopSel={STOP}, HighlightAll=true"  # the whole title
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,19 +97,82 @@ def _when(name: str, raw: str | None) -> datetime | None:
         raise InvalidInput(f"{name}: not an ISO 8601 date or time") from None
 
 
-def _encode(score: Decimal, conversation_id: str, as_of: datetime) -> str:
-    raw = json.dumps([str(score), conversation_id, as_of.isoformat()]).encode()
+class Cursor(NamedTuple):
+    """Where a page ended: the exact (numeric) score keeps ties between pages in order."""
+
+    score: Decimal
+    conversation_id: str
+    as_of: datetime
+    mode: Literal["fulltext", "fuzzy"] = "fulltext"
+
+
+def _encode(cursor: Cursor) -> str:
+    raw = json.dumps([str(cursor.score), cursor.conversation_id, cursor.as_of.isoformat(),
+                      cursor.mode]).encode()  # fmt: skip
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> tuple[Decimal, str, datetime]:
-    """The exact (numeric) score keeps ties between pages in order."""
+def _decode(cursor: str) -> Cursor:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        score, conversation_id, as_of = json.loads(base64.urlsafe_b64decode(padded))
-        return Decimal(score), str(conversation_id), datetime.fromisoformat(as_of)
+        score, conversation_id, as_of, *mode = json.loads(base64.urlsafe_b64decode(padded))
+        found = Cursor(Decimal(score), str(conversation_id), datetime.fromisoformat(as_of),
+                       *mode)  # fmt: skip
     except (ValueError, TypeError, ArithmeticError):
         raise InvalidInput("cursor: not a cursor this API gave out") from None
+    if found.mode not in ("fulltext", "fuzzy"):
+        raise InvalidInput("cursor: not a cursor this API gave out")
+    return found
+
+
+# A `-` where websearch_to_tsquery reads an operand negates the word or "phrase" after it
+# (`foo-bar` is one word); a quoted phrase is skipped whole, since a `-` inside it is text.
+_NEGATION = re.compile(r'("[^"]*"?)|(?:^|(?<=[\s!&|()<:]))(-+)\s*("[^"]*"?|[^\s"!&|()<:]+)')
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A query as websearch_to_tsquery reads it, for what SQL alone cannot do with it."""
+
+    query: str
+    rest: str  # without the excluded terms: the text for trigram similarity
+    excluded: str | None  # the excluded terms as one websearch query: `a OR "b c"`
+
+
+def split_terms(query: str) -> Terms:
+    excluded: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        if match.group(1) is not None:
+            return match.group(1)
+        dashes, term = match.group(2), match.group(3)
+        if len(dashes) % 2 == 0:  # `--word` is a double negation: the word itself
+            return " " + term
+        closed = term.startswith('"') and (len(term) == 1 or not term.endswith('"'))
+        excluded.append(term + '"' if closed else term)
+        return " "
+
+    rest = _NEGATION.sub(take, query)
+    return Terms(query, " ".join(rest.replace('"', " ").split()), " OR ".join(excluded) or None)
+
+
+def _excluding(terms: Terms) -> tuple[str, str]:
+    """(CTE, condition on `c` and `g.cid`) leaving out conversations that match `excluded`.
+
+    The excluded conversations come from the GIN index in one scan, not per candidate."""
+    if terms.excluded is None:
+        return "", ""
+    cte = f"""
+            ex AS (
+                SELECT DISTINCT m."conversationId" AS cid
+                FROM messages m
+                WHERE m."userId" = :uid AND m."supersededAt" IS NULL
+                  AND m."searchVector" @@ websearch_to_tsquery('{SEARCH_CONFIG}', :excluded)
+            ),"""  # noqa: S608 (constants only)
+    condition = f"""
+              AND NOT c."searchVector" @@ websearch_to_tsquery('{SEARCH_CONFIG}', :excluded)
+              AND NOT EXISTS (SELECT 1 FROM ex WHERE ex.cid = g.cid)"""  # noqa: S608
+    return cte, condition
 
 
 def _snippet(marked: str) -> str:
@@ -144,13 +209,18 @@ class SearchService:
     ) -> schemas.SearchPage:
         size = clamp(limit, 20, MAX_PAGE)
         after = _decode(cursor) if cursor else None
-        as_of = after[2] if after else utc_now()
-        rows = await self._fulltext(query, filters, size, after, as_of)
+        terms = split_terms(query)
+        if after is not None and after.mode == "fuzzy":
+            return await self._fuzzy(terms, filters, size, after)
+        as_of = after.as_of if after else utc_now()
+        rows = await self._fulltext(terms, filters, size, after, as_of)
         if not rows and after is None:
-            return await self._fuzzy(query, filters, size)
+            return await self._fuzzy(terms, filters, size, None)
         page = rows[:size]
         matches = await self._fulltext_matches(query, filters, [r.cid for r in page])
-        next_cursor = _encode(page[-1].score, page[-1].cid, as_of) if len(rows) > size else None
+        next_cursor = (
+            _encode(Cursor(page[-1].score, page[-1].cid, as_of)) if len(rows) > size else None
+        )
         return schemas.SearchPage(
             results=[self._result(r, matches.get(r.cid, [])) for r in page],
             next_cursor=next_cursor,
@@ -165,12 +235,7 @@ class SearchService:
         )
 
     async def _fulltext(
-        self,
-        query: str,
-        filters: Filters,
-        size: int,
-        after: tuple[Decimal, str, datetime] | None,
-        as_of: datetime,
+        self, terms: Terms, filters: Filters, size: int, after: Cursor | None, as_of: datetime
     ) -> list[Any]:
         titles = (
             ""
@@ -183,7 +248,8 @@ class SearchService:
         )
         keyset = ""
         if after is not None:
-            keyset = f"WHERE ({SCORE}, g.cid) < (CAST(:after_score AS numeric), :after_id)"
+            keyset = f"AND ({SCORE}, g.cid) < (CAST(:after_score AS numeric), :after_id)"
+        excluded_cte, excluded = _excluding(terms)
         statement = text(f"""
             WITH q AS (SELECT websearch_to_tsquery('{SEARCH_CONFIG}', :query) AS tsq),
             hits AS (
@@ -192,26 +258,38 @@ class SearchService:
                 WHERE m."userId" = :uid AND m."searchVector" @@ q.tsq
                   AND m."supersededAt" IS NULL {filters.sql()}
                 {titles}
-            ),
+            ),{excluded_cte}
             g AS (SELECT cid, max(rank) AS best, count(*) AS hits FROM hits GROUP BY cid)
             SELECT g.cid, c.title, c."updatedAt" AS updated_at, {SCORE} AS score
             FROM g JOIN conversations c ON c.id = g.cid AND c."userId" = :uid
-            {keyset}
+            WHERE true {excluded} {keyset}
             ORDER BY score DESC, g.cid DESC
             LIMIT :size
         """)  # noqa: S608 (no user input is formatted in; all values are bound)
         params = {
-            "query": query, "uid": self.user_id, "size": size + 1, "as_of": as_of,
-            "after_score": after[0] if after else None, "after_id": after[1] if after else None,
-            **filters.params(),
+            "query": terms.query, "excluded": terms.excluded, "uid": self.user_id,
+            "size": size + 1, "as_of": as_of, "after_score": after.score if after else None,
+            "after_id": after.conversation_id if after else None, **filters.params(),
         }  # fmt: skip
         return list((await self.db.execute(statement, params)).all())
 
     async def _fulltext_matches(
         self, query: str, filters: Filters, conversation_ids: list[str]
     ) -> dict[str, list[schemas.Match]]:
+        """The matching title (when no filter narrows the search to messages), then up to
+        three best matching messages, for each conversation on the page."""
         if not conversation_ids:
             return {}
+        titles = (
+            ""
+            if filters.any
+            else f"""
+            SELECT 0 AS place, NULL AS id, c.id AS cid, NULL AS role, NULL AS created_at,
+                   ts_headline('{SEARCH_CONFIG}', c.title, q.tsq, :title_headline) AS marked
+            FROM conversations c, q
+            WHERE c."userId" = :uid AND c.id = ANY(:ids) AND c."searchVector" @@ q.tsq
+            UNION ALL"""  # noqa: S608
+        )
         statement = text(f"""
             WITH q AS (SELECT websearch_to_tsquery('{SEARCH_CONFIG}', :query) AS tsq),
             ranked AS (
@@ -223,68 +301,108 @@ class SearchService:
                 WHERE m."userId" = :uid AND m."conversationId" = ANY(:ids)
                   AND m."searchVector" @@ q.tsq AND m."supersededAt" IS NULL {filters.sql()}
             )
-            SELECT r.id, r.cid, r.role, r."createdAt" AS created_at,
+            SELECT * FROM ({titles}
+            SELECT r.place, r.id, r.cid, r.role, r."createdAt" AS created_at,
                    ts_headline('{SEARCH_CONFIG}', r.content, q.tsq, :headline) AS marked
             FROM ranked r, q
+            WHERE r.place <= :per
+            ) found
+            ORDER BY cid, place
+        """)  # noqa: S608
+        rows = await self.db.execute(
+            statement,
+            {"query": query, "uid": self.user_id, "ids": conversation_ids, "headline": HEADLINE,
+             "title_headline": TITLE_HEADLINE, "per": MATCHES_PER_CONVERSATION,
+             **filters.params()},
+        )  # fmt: skip
+        found: dict[str, list[schemas.Match]] = {}
+        for row in rows:
+            found.setdefault(row.cid, []).append(
+                schemas.Match(
+                    source="message" if row.id else "title",
+                    message_id=row.id,
+                    role=row.role,
+                    created_at=as_utc(row.created_at) if row.created_at else None,
+                    snippet=_snippet(row.marked),
+                )
+            )
+        return found
+
+    async def _fuzzy(
+        self, terms: Terms, filters: Filters, size: int, after: Cursor | None
+    ) -> schemas.SearchPage:
+        """Trigram word similarity over messages: partial words ("postgre") and typos
+        ("recieve"), without the excluded terms, in keyset pages like full text."""
+        if not terms.rest:
+            return schemas.SearchPage(results=[], next_cursor=None, mode="fuzzy")
+        await self.db.execute(
+            text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
+            {"t": str(FUZZY_THRESHOLD)},
+        )
+        keyset = "AND (g.score, g.cid) < (CAST(:after_score AS numeric), :after_id)"
+        excluded_cte, excluded = _excluding(terms)
+        statement = text(f"""
+            WITH hits AS (
+                SELECT m."conversationId" AS cid, word_similarity(:text, m.content) AS rank
+                FROM messages m
+                WHERE m."userId" = :uid AND :text <% m.content
+                  AND m."supersededAt" IS NULL {filters.sql()}
+            ),{excluded_cte}
+            g AS (SELECT cid, round(max(rank)::numeric, 6) AS score FROM hits GROUP BY cid)
+            SELECT g.cid, c.title, c."updatedAt" AS updated_at, g.score
+            FROM g JOIN conversations c ON c.id = g.cid AND c."userId" = :uid
+            WHERE true {excluded} {keyset if after else ""}
+            ORDER BY g.score DESC, g.cid DESC
+            LIMIT :size
+        """)  # noqa: S608
+        params = {
+            "text": terms.rest, "excluded": terms.excluded, "uid": self.user_id,
+            "size": size + 1, "after_score": after.score if after else None,
+            "after_id": after.conversation_id if after else None, **filters.params(),
+        }  # fmt: skip
+        rows = list((await self.db.execute(statement, params)).all())
+        page = rows[:size]
+        matches = await self._fuzzy_matches(terms.rest, filters, [r.cid for r in page])
+        as_of = after.as_of if after else utc_now()
+        next_cursor = (
+            _encode(Cursor(page[-1].score, page[-1].cid, as_of, "fuzzy"))
+            if len(rows) > size
+            else None
+        )
+        return schemas.SearchPage(
+            results=[self._result(r, matches.get(r.cid, [])) for r in page],
+            next_cursor=next_cursor,
+            mode="fuzzy",
+        )
+
+    async def _fuzzy_matches(
+        self, query: str, filters: Filters, conversation_ids: list[str]
+    ) -> dict[str, list[schemas.Match]]:
+        if not conversation_ids:
+            return {}
+        statement = text(f"""
+            SELECT r.id, r.cid, r.role, r."createdAt" AS created_at, r.content
+            FROM (
+                SELECT m.id, m."conversationId" AS cid, m.role, m."createdAt", m.content,
+                       row_number() OVER (PARTITION BY m."conversationId"
+                           ORDER BY word_similarity(:text, m.content) DESC,
+                                    m."createdAt" DESC) AS place
+                FROM messages m
+                WHERE m."userId" = :uid AND m."conversationId" = ANY(:ids)
+                  AND :text <% m.content AND m."supersededAt" IS NULL {filters.sql()}
+            ) r
             WHERE r.place <= :per
             ORDER BY r.cid, r.place
         """)  # noqa: S608
         rows = await self.db.execute(
             statement,
-            {"query": query, "uid": self.user_id, "ids": conversation_ids, "headline": HEADLINE,
+            {"text": query, "uid": self.user_id, "ids": conversation_ids,
              "per": MATCHES_PER_CONVERSATION, **filters.params()},
         )  # fmt: skip
         found: dict[str, list[schemas.Match]] = {}
         for row in rows:
             found.setdefault(row.cid, []).append(
-                schemas.Match(row.id, row.role, as_utc(row.created_at), _snippet(row.marked))
-            )
+                schemas.Match("message", row.id, row.role, as_utc(row.created_at),
+                              _fuzzy_snippet(row.content, query))
+            )  # fmt: skip
         return found
-
-    async def _fuzzy(self, query: str, filters: Filters, size: int) -> schemas.SearchPage:
-        """Trigram word similarity: partial words ("postgre") and typos ("recieve").
-
-        One page of the best conversations; fuzzy results are not paginated."""
-        await self.db.execute(
-            text("SELECT set_config('pg_trgm.word_similarity_threshold', :t, true)"),
-            {"t": str(FUZZY_THRESHOLD)},
-        )
-        statement = text(f"""
-            WITH hits AS (
-                SELECT m.id, m."conversationId" AS cid, m.role, m."createdAt", m.content,
-                       word_similarity(:query, m.content) AS rank,
-                       row_number() OVER (PARTITION BY m."conversationId"
-                           ORDER BY word_similarity(:query, m.content) DESC) AS place
-                FROM messages m
-                WHERE m."userId" = :uid AND :query <% m.content
-                  AND m."supersededAt" IS NULL {filters.sql()}
-            )
-            SELECT h.*, c.title, c."updatedAt" AS updated_at,
-                   max(h.rank) OVER (PARTITION BY h.cid) AS score
-            FROM hits h JOIN conversations c ON c.id = h.cid AND c."userId" = :uid
-            WHERE h.place <= :per
-            ORDER BY score DESC, h.cid DESC, h.place
-        """)  # noqa: S608
-        rows = (
-            await self.db.execute(
-                statement,
-                {
-                    "query": query,
-                    "uid": self.user_id,
-                    "per": MATCHES_PER_CONVERSATION,
-                    **filters.params(),
-                },
-            )
-        ).all()
-        results: dict[str, schemas.SearchResult] = {}
-        for row in rows:
-            if row.cid not in results:
-                if len(results) == size:
-                    break
-                results[row.cid] = self._result(row, [])
-            results[row.cid].matches.append(
-                schemas.Match(
-                    row.id, row.role, as_utc(row.createdAt), _fuzzy_snippet(row.content, query)
-                )
-            )
-        return schemas.SearchPage(results=list(results.values()), next_cursor=None, mode="fuzzy")

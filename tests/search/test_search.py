@@ -11,6 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.lib.time import utc_now
+from app.search.services import split_terms
 from prisma_compat import cuid
 from tests.auth.conftest import make_session, make_user
 
@@ -124,6 +125,38 @@ async def test_partial_words_and_typos_fall_back_to_trigrams(
     assert _titles(typo) == ["mail"]
 
 
+async def test_the_fuzzy_fallback_leaves_out_excluded_words(
+    seeded: tuple[httpx.AsyncClient, Seeder],
+) -> None:
+    client, seed = seeded
+    await seed.conversation("db", "PostgreSQL handles JSON surprisingly well")
+    await seed.conversation("versus", "PostgreSQL or MySQL for a small shop")
+    await seed.conversation("later", "PostgreSQL replication", "then MySQL came up")
+    await seed.conversation("MySQL notes", "PostgreSQL did it better")
+    page = await _search(client, "postgre -mysql")
+    assert page["mode"] == "fuzzy"
+    assert _titles(page) == ["db"]
+
+
+async def test_fuzzy_results_come_in_pages_without_duplicates_or_gaps(
+    seeded: tuple[httpx.AsyncClient, Seeder],
+) -> None:
+    client, seed = seeded
+    for i in range(23):
+        await seed.conversation(f"f{i:02}", f"PostgreSQL tuning note {i}", "and PostgreSQL again")
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await _search(client, "postgre", limit=10, **({"cursor": cursor} if cursor else {}))
+        assert page["mode"] == "fuzzy"
+        assert all(len(r["matches"]) == 2 for r in page["results"])
+        seen += [r["conversation"]["id"] for r in page["results"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert len(seen) == len(set(seen)) == 23
+
+
 async def test_matches_carry_escaped_snippets_with_marks(
     seeded: tuple[httpx.AsyncClient, Seeder],
 ) -> None:
@@ -138,13 +171,62 @@ async def test_matches_carry_escaped_snippets_with_marks(
     assert "5 &gt; 3" in match["snippet"]
     assert "<script" not in match["snippet"]
     assert "<mark>vacuum</mark>" in match["snippet"]
-    assert set(match) == {"messageId", "role", "createdAt", "snippet"}
+    assert set(match) == {"source", "messageId", "role", "createdAt", "snippet"}
+    assert match["source"] == "message"
 
 
 async def test_titles_match_too(seeded: tuple[httpx.AsyncClient, Seeder]) -> None:
     client, seed = seeded
     await seed.conversation("Holiday planning", "where should we go")
     assert _titles(await _search(client, "holidays")) == ["Holiday planning"]
+
+
+async def test_a_conversation_found_by_its_title_shows_the_title_as_its_match(
+    seeded: tuple[httpx.AsyncClient, Seeder],
+) -> None:
+    client, seed = seeded
+    await seed.conversation("Holiday <planning>", "where should we go")
+    await seed.conversation("Trips", "the holiday budget")
+    page = await _search(client, "holiday")
+    by_title = {r["conversation"]["title"]: r["matches"] for r in page["results"]}
+    assert by_title["Holiday <planning>"] == [
+        {"source": "title", "messageId": None, "role": None, "createdAt": None,
+         "snippet": "<mark>Holiday</mark> &lt;planning&gt;"},
+    ]  # fmt: skip
+    [message_match] = by_title["Trips"]
+    assert message_match["source"] == "message"
+    assert "<mark>holiday</mark> budget" in message_match["snippet"]
+
+
+async def test_an_excluded_word_leaves_out_conversations_mentioning_it_anywhere(
+    seeded: tuple[httpx.AsyncClient, Seeder],
+) -> None:
+    client, seed = seeded
+    await seed.conversation("Sourdough starter help", "how often do I feed my starter?")
+    await seed.conversation("Bread", "a starter for rye", "sourdough needs time")
+    await seed.conversation("Car trouble", "the starter motor clicks")
+    await seed.conversation("Sour dough?", "my starter smells of sour dough")
+    for query in ("starter -sourdough", "starter - sourdoughs"):
+        assert sorted(_titles(await _search(client, query))) == ["Car trouble", "Sour dough?"]
+    assert _titles(await _search(client, 'starter -sourdough -"sour dough"')) == ["Car trouble"]
+
+
+@pytest.mark.parametrize(
+    ("query", "rest", "excluded"),
+    [
+        ("starter -sourdough", "starter", "sourdough"),
+        ('pizza -"pineapple chunks" -ham', "pizza", '"pineapple chunks" OR ham'),
+        ('-"unclosed phrase', "", '"unclosed phrase"'),
+        ("foo-bar x (-y)", "foo-bar x ( )", "y"),
+        ('"a -b" c', "a -b c", None),
+        ("--twice", "twice", None),
+    ],
+)
+def test_excluded_terms_are_read_as_websearch_reads_them(
+    query: str, rest: str, excluded: str | None
+) -> None:
+    terms = split_terms(query)
+    assert (terms.rest, terms.excluded) == (rest, excluded)
 
 
 async def test_filters_by_role_model_and_dates(seeded: tuple[httpx.AsyncClient, Seeder]) -> None:
