@@ -1,0 +1,73 @@
+"""The real AI SDK client (`ai` 5, 6 and 7, pinned in `aisdk/package-lock.json`) against the
+API: send, close the tab mid-answer, resume, and find nothing to resume once it has ended.
+Skipped when node and npm are missing; CI has them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from app.settings import Settings
+from tests.chat.conftest import chat_settings
+from tests.chat.test_live import live_app
+from tests.fakes.llm import FakeLLM, Scenario
+from tests.npm import cache_folder, npm_install, require_node
+
+PACKAGES = Path(__file__).parent / "aisdk"
+ANSWER = [f"word{i} " for i in range(40)]
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
+
+
+@pytest.fixture(scope="module")
+def ai_sdk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_node()
+    return npm_install(PACKAGES, cache_folder(request, tmp_path_factory, "ai-sdk"))
+
+
+def _run_client(folder: Path, major: int, url: str, token: str, chat_id: str) -> dict[str, Any]:
+    script = folder / "client.mjs"
+    script.write_bytes((PACKAGES / "client.mjs").read_bytes())
+    done = subprocess.run(
+        ["node", str(script), str(major), url, token, chat_id],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("major", [5, 6, 7])
+async def test_the_ai_sdk_client_sends_resumes_and_reads_the_stored_answer(
+    major: int, ai_sdk: Path, settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    groq_fake.next(Scenario(chunks=ANSWER, gap=0.05))
+    async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
+        chat_id = f"aiSdkClient{major}xx"
+        seen = await asyncio.to_thread(_run_client, ai_sdk, major, url, token, chat_id)
+        async with database.engine.connect() as conn:
+            stored = (
+                await conn.execute(
+                    text(
+                        "SELECT id, status, content FROM messages "
+                        "WHERE \"conversationId\" = :c AND role = 'assistant'"
+                    ),
+                    {"c": chat_id},
+                )
+            ).one()
+        await database.engine.dispose()
+    assert seen["errors"] == []
+    assert seen["firstChunks"][0]["type"] == "start"
+    assert seen["firstChunks"][0]["messageId"] == stored.id
+    message = seen["message"]
+    assert message["id"] == stored.id and message["role"] == "assistant"
+    assert [p["text"] for p in message["parts"] if p["type"] == "text"] == ["".join(ANSWER)]
+    assert message["metadata"]["status"] == "complete"
+    assert message["metadata"]["conversationId"] == chat_id
+    assert (stored.status, stored.content) == ("complete", "".join(ANSWER))
+    assert seen["afterIsNull"] is True
