@@ -37,6 +37,7 @@ from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
 from app.stats.controllers import my_stats
 from app.users.controllers import UserController
+from app.web.controllers import web_router
 
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -101,6 +102,7 @@ def create_app(
         ConversationController,
         MessageController,
         UserController,
+        web_router(),
     ]
     if settings.dev_login_enabled:
         handlers.append(dev_login)

@@ -118,6 +118,14 @@ class AuthController(Controller):
                 signin_url=f"{base}/signin/email",
                 callback_url=f"{base}/callback/email",
             )
+        if settings.dev_login_enabled:
+            offered["dev-login"] = Provider(
+                id="dev-login",
+                name="Development login",
+                type="credentials",
+                signin_url=f"{base}/dev-login",
+                callback_url=f"{base}/dev-login",
+            )
         return offered
 
     @get("/csrf", opt=PUBLIC, cache=False)

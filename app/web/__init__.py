@@ -1,0 +1,1 @@
+"""The built-in web page: plain HTML, CSS and JS files served by the API itself."""
