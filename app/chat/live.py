@@ -59,6 +59,9 @@ LEASE = timedelta(seconds=30)
 NOTIFY_CHARS = 1000
 # How long the stream waits for the final write before ending anyway (the write goes on).
 STREAM_WAITS_FOR_STORE = 2.0
+# A write that takes longer than this is given up (and retried, for the last one): a hung
+# database must not hold an answer's end.
+WRITE_SECONDS = 5.0
 # What the last write of an answer sets; the rest was written when it began.
 FINAL_COLUMNS = (
     "content", "model", "provider", "status", "prompt_tokens", "completion_tokens",
@@ -197,6 +200,10 @@ class LiveAnswer:
             if self.stop_reason is None:  # this task itself was cancelled: pass it on
                 raise
             status = self.stop_reason
+        except Exception:  # a bug must not leave readers waiting or the row `streaming`
+            logger.exception("the answer %s failed unexpectedly", self.id)
+            failure = ProviderFailure("unavailable", "unexpected error")
+            status = "incomplete" if self.parts else "error"
         finally:
             # Not cancelled: a save cut off mid-query could leave its connection unusable.
             self._generating = False
@@ -264,7 +271,8 @@ class LiveAnswer:
                 continue
             length, text = self.length, self.text
             try:
-                still_streaming = await self.answers.save_partial(self.question, text)
+                async with asyncio.timeout(WRITE_SECONDS):
+                    still_streaming = await self.answers.save_partial(self.question, text)
             except Exception as exc:  # the database is away: the next save catches up
                 logger.warning("could not save the partial answer %s: %s", self.id, exc)
                 continue
@@ -401,7 +409,8 @@ class LiveAnswers:
         delay = 0.1
         while True:
             try:
-                return await self._write_final(question, row)
+                async with asyncio.timeout(WRITE_SECONDS):
+                    return await self._write_final(question, row)
             except Exception as exc:
                 if time.monotonic() + delay > deadline:
                     logger.error("gave up storing the answer %s: %s", row.id, exc)
@@ -619,7 +628,8 @@ class LiveAnswers:
             self._previous_handlers[sig] = previous
 
             def handler(number: int, frame: Any, previous: Callable[..., Any] = previous) -> None:
-                loop.call_soon_threadsafe(self.begin_shutdown)
+                with contextlib.suppress(RuntimeError):  # that loop is closed already
+                    loop.call_soon_threadsafe(self.begin_shutdown)
                 previous(number, frame)
 
             signal.signal(sig, handler)
