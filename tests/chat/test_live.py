@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import msgspec
 import pytest
 import uvicorn
 from sqlalchemy import text
@@ -148,3 +149,39 @@ async def test_two_requests_at_once_on_one_conversation_give_one_409(
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
+
+
+async def test_stop_on_the_generating_process_ends_the_stream_as_cancelled(
+    settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    groq_fake.next(Scenario(chunks=["part "] * 200, gap=0.03))
+    async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
+        headers = {"authorization": f"Bearer {token}"}
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as client,
+            client.stream(
+                "POST", "/api/chat", json={"message": "Go on and on", "stream": True}
+            ) as response,
+        ):
+            events: list[tuple[str, str]] = []
+            name = ""
+            stopped = None
+            async for line in response.aiter_lines():
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, line[6:]))
+                    if sum(n == "delta" for n, _ in events) == 2:
+                        start = msgspec.json.decode(events[0][1])
+                        stopped = await client.post(f"/api/chat/{start['conversationId']}/stop")
+        assert stopped is not None and stopped.status_code == 200
+        assert stopped.json()["stopped"] is True
+        final_name, final_data = events[-1]
+        final = msgspec.json.decode(final_data)
+        assert final_name == "error" and final["code"] == "cancelled"
+        assert final["assistantMessage"]["status"] == "cancelled"
+        assert stopped.json()["message"]["content"] == final["assistantMessage"]["content"]
+        rows = await _assistant_rows(database, start["conversationId"])
+        assert rows == [("cancelled", final["assistantMessage"]["content"])]
+        assert groq_fake.disconnects == 1
+        await database.engine.dispose()

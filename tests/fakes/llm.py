@@ -24,6 +24,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 refuses connections at 50 concurrent streams.
+    request_queue_size = 128
+
+
 @dataclass
 class Scenario:
     chunks: list[str] = field(default_factory=lambda: ["Hello", ", ", "world", "!"])
@@ -244,7 +249,7 @@ class FakeLLM:
 
                 self._stream(scenario, chunk, final)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
