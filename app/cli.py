@@ -8,6 +8,7 @@ import errno
 import logging
 import logging.config
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator, Sequence
@@ -57,6 +58,9 @@ def _ensure_database(server: EmbeddedPostgres) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # As uvicorn binds: connections of the last run waiting out TIME_WAIT do not hold
+        # the port, while a server listening on it still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -65,10 +69,20 @@ def _check_port_free(host: str, port: int) -> None:
             raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
+def served_url(host: str, port: int) -> str:
+    """The base URL `serve --host --port` answers on, the default AUTH_URL. A wildcard host
+    is given as loopback: only AUTH_URL can say which address the clients use."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     settings = load_settings()
+    if "auth_url" not in settings.model_fields_set:
+        # Links in emails, redirects and the cookie Origin check name the address served.
+        settings = settings.model_copy(update={"auth_url": served_url(args.host, args.port)})
     log_config = logging_config(settings.log_format, settings.log_level)
     logging.config.dictConfig(log_config)
     _check_port_free(args.host, args.port)
@@ -83,10 +97,16 @@ def serve(args: argparse.Namespace) -> None:
                     f"{state.head}: run `chatwithme db upgrade` (or `chatwithme prisma adopt` "
                     "for a database made by Prisma)"
                 )
-        logger.info("serving on http://%s:%s (API docs at /schema)", args.host, args.port)
+        logger.info(
+            "serving on http://%s:%s (API docs at /schema; AUTH_URL %s)",
+            args.host,
+            args.port,
+            settings.auth_url,
+        )
         if args.reload or args.workers > 1:
             # Worker processes build their own app from the environment.
             os.environ["DATABASE_URL"] = url
+            os.environ["AUTH_URL"] = settings.auth_url
             uvicorn.run(
                 "app.asgi:create_app",
                 factory=True,
@@ -141,7 +161,7 @@ def seed_demo_command(args: argparse.Namespace) -> int:
         token = asyncio.run(seed_demo(url, settings))
     print(f"demo user: {DEMO_EMAIL}")
     print(f"session token: {token}")
-    print(f"try: curl -H 'Authorization: Bearer {token}' http://127.0.0.1:8000/api/conversations")
+    print(f"try: curl -H 'Authorization: Bearer {token}' {settings.base_url}/api/conversations")
     return 0
 
 
@@ -201,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (systemd, Docker) ends a command as Ctrl-C does, running the `finally` blocks
+    # that stop the embedded PostgreSQL. Left at its default it would kill the process on the
+    # spot, and uvicorn raises it again after its own graceful shutdown.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,10 +69,14 @@ def _interrupt(process: subprocess.Popen[str]) -> int:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
-    for pid in running_postgres_pids(tmp_path / ".data" / "postgres"):
+def workdir() -> Iterator[Path]:
+    """A folder of its own outside pytest's: as root, PostgreSQL runs as another user that
+    must reach it, and a pytest session starting meanwhile makes its own folders private."""
+    folder = Path(tempfile.mkdtemp(prefix="chatwithme-cli-"))
+    yield folder
+    for pid in running_postgres_pids(folder / ".data" / "postgres"):
         os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_serve_starts_embedded_postgres_and_stops_it_on_ctrl_c(workdir: Path) -> None:
@@ -217,3 +223,140 @@ def test_seed_demo_creates_a_user_with_conversations_and_a_working_session(
             await conn.close()
 
     assert in_thread(asyncio.run, check()) == (3, 2)  # seeded once, a session per run
+
+
+def _run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CHATWITHME, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_second_command_uses_the_running_server_and_leaves_it_running(workdir: Path) -> None:
+    port = _free_port()
+    pgdata = workdir / ".data" / "postgres"
+    process = _start(workdir, port)
+    _wait_healthy(process, port)
+
+    current = _run(workdir, "db", "current")
+    assert current.returncode == 0, current.stderr
+    assert "current: " in current.stdout
+    seeded = _run(workdir, "seed-demo")
+    assert seeded.returncode == 0, seeded.stderr
+    token = next(
+        line.removeprefix("session token: ")
+        for line in seeded.stdout.splitlines()
+        if line.startswith("session token: ")
+    )
+
+    # The server of `serve` is still up, and serves what seed-demo stored through it.
+    health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["checks"]["database"]["ok"] is True
+    listed = httpx.get(
+        f"http://127.0.0.1:{port}/api/conversations",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=5,
+    )
+    assert listed.status_code == 200
+    assert len(listed.json()["conversations"]) == 3
+    assert running_postgres_pids(pgdata)
+
+    assert _interrupt(process) == 0  # its owner stops it
+    assert running_postgres_pids(pgdata) == []
+
+
+def test_sigterm_stops_serve_and_its_embedded_postgres(workdir: Path) -> None:
+    port = _free_port()
+    pgdata = workdir / ".data" / "postgres"
+    process = _start(workdir, port)
+    _wait_healthy(process, port)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    assert running_postgres_pids(pgdata) == []
+
+
+def _port_in_time_wait() -> int:
+    """A port whose last connection the server side closed first, as after a restart with
+    idle keep-alive connections: it sits in TIME_WAIT for a minute."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = int(listener.getsockname()[1])
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        accepted.close()  # the server closes first
+        assert client.recv(1) == b""
+        client.close()
+    return port
+
+
+def test_serve_starts_on_a_port_whose_last_connection_is_in_time_wait(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    from app.db import migrate
+    from tests.conftest import in_thread
+
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    port = _port_in_time_wait()
+    with socket.socket() as plain, pytest.raises(OSError, match="in use"):
+        plain.bind(("127.0.0.1", port))  # what the old free-port check did
+
+    process = _start(tmp_path, port, DATABASE_URL=url)
+    assert _wait_healthy(process, port)["status"] == "healthy"
+    assert _interrupt(process) == 0
+
+
+def test_port_sets_the_default_auth_url(tmp_path: Path, databases: DatabaseFactory) -> None:
+    from app.db import migrate
+    from tests.conftest import in_thread
+
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    port = _free_port()
+    env = {k: v for k, v in _env(DATABASE_URL=url, AUTH_DEV_LOGIN="1").items() if k != "AUTH_URL"}
+    process = subprocess.Popen(
+        [CHATWITHME, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_healthy(process, port)
+        origin = f"http://127.0.0.1:{port}"
+        providers = httpx.get(f"{origin}/api/auth/providers", timeout=5).json()
+        assert providers["email"]["signinUrl"] == f"{origin}/api/auth/signin/email"
+        signed_in = httpx.post(
+            f"{origin}/api/auth/dev-login", json={"email": "ada@example.com"}, timeout=5
+        )
+        assert signed_in.status_code == 200
+        # A request from the server's own origin, with the session cookie, is accepted.
+        session = httpx.get(
+            f"{origin}/api/auth/session",
+            cookies=signed_in.cookies,
+            headers={"origin": origin},
+            timeout=5,
+        )
+        assert session.status_code == 200, session.text
+        assert session.json()["user"]["email"] == "ada@example.com"
+    finally:
+        assert _interrupt(process) == 0
+
+
+def test_an_explicit_auth_url_is_kept(tmp_path: Path, databases: DatabaseFactory) -> None:
+    from app.db import migrate
+    from tests.conftest import in_thread
+
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    port = _free_port()
+    process = _start(tmp_path, port, DATABASE_URL=url, AUTH_URL="https://chat.example.com")
+    try:
+        _wait_healthy(process, port)
+        providers = httpx.get(f"http://127.0.0.1:{port}/api/auth/providers", timeout=5).json()
+        assert providers["email"]["signinUrl"] == "https://chat.example.com/api/auth/signin/email"
+    finally:
+        assert _interrupt(process) == 0

