@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -14,6 +15,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from app.lib import errors
 
 logger = logging.getLogger(__name__)
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*$")
+_MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`")
 PROBLEM_JSON = "application/problem+json"
 # SQLSTATEs of text PostgreSQL cannot store: NUL in text (22021), a \u0000 escape in jsonb (22P05).
 UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
@@ -40,6 +43,8 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response[dict[str, Any]]:
+    if status == 400:  # the README's promise: every 400 lists what was refused
+        extra.setdefault("errors", [{"field": None, "source": None, "message": detail}])
     body: dict[str, Any] = {"status": status, "title": title, "detail": detail, **extra}
     return Response(
         body,
@@ -49,23 +54,49 @@ def problem(
     )
 
 
-def _domain_error(_: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
+def _domain_error(request: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
     status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+    if status == 400:  # every 400 lists what was refused, as validation errors do
+        return problem(status, exc.title, exc.detail, errors=[_field_of(request, exc.detail)])
     return problem(status, exc.title, exc.detail, headers=headers)
+
+
+def _field_of(request: Request[Any, Any, Any], detail: str) -> dict[str, Any]:
+    """Services word input errors as `field: message`; the field's source is where it came."""
+    field, separator, message = detail.partition(": ")
+    if not separator or not _FIELD_NAME.match(field):
+        return {"field": None, "source": None, "message": detail}
+    if field in request.path_params:
+        source = "path"
+    elif field in request.query_params:
+        source = "query"
+    else:
+        source = "body"
+    return {"field": field, "source": source, "message": message}
 
 
 def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     found = exc.extra if isinstance(exc.extra, list) else []
-    fields = [
-        {"field": item.get("key"), "source": item.get("source"), "message": item.get("message")}
-        for item in found
-        if isinstance(item, dict)
-    ]
+    fields = [_named(item) for item in found if isinstance(item, dict)]
     named = "; ".join(
         f"{f['field']}: {f['message']}" if f["field"] else f"{f['message']}" for f in fields
     )
     return problem(400, "Invalid Input", named or exc.detail, errors=fields)
+
+
+def _named(item: dict[str, Any]) -> dict[str, Any]:
+    """One of Litestar's validation errors, with a missing field named as itself: msgspec says
+    "Object missing required field `message`" about the whole body (`data`)."""
+    field, message = item.get("key"), item.get("message")
+    missing = _MISSING_FIELD.match(message or "")
+    if missing:
+        name = missing.group(1)
+        field = name if field in (None, "data") else f"{field}.{name}"
+        message = "required"
+    elif field == "data":  # the handler's parameter name for the body as a whole
+        field = None
+    return {"field": field, "source": item.get("source"), "message": message}
 
 
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
