@@ -206,6 +206,29 @@ async def test_reloading_mid_answer_reattaches_to_it(page: Watched) -> None:
     await expect(p.locator("#message-list article.assistant")).to_have_count(1)
 
 
+async def test_regenerate_keeps_versions_and_reactions_stick(page: Watched) -> None:
+    p = page.page
+    await sign_in(p)
+    await send(p, "Say it twice")
+    await answered(p)
+    await last_answer(p).get_by_role("button", name="Like", exact=True).click()
+    await expect(last_answer(p).get_by_role("button", name="Like", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await last_answer(p).get_by_role("button", name="Regenerate").click()
+    await answered(p)
+    versions = last_answer(p).get_by_role("group", name="Versions of this answer")
+    await expect(versions).to_contain_text("2 / 2")
+    await versions.get_by_role("button", name="Previous version").click()
+    await expect(versions).to_contain_text("1 / 2")
+    await expect(last_answer(p).get_by_role("button", name="Like", exact=True)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    await p.reload()
+    await expect(last_answer(p).get_by_role("group")).to_contain_text("2 / 2")
+    await expect(p.locator("#message-list article.assistant")).to_have_count(1)
+
+
 async def test_search_shows_highlights_and_opens_the_match(page: Watched) -> None:
     p = page.page
     await sign_in(p)
