@@ -10,6 +10,7 @@ from typing import Literal
 from litestar import Response, get
 from litestar.datastructures import State
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app import __version__
 from app.db.engine import Database
@@ -26,6 +27,8 @@ class DatabaseCheck(CamelStruct, omit_defaults=True):
     ok: bool
     latency_ms: float
     error: str | None = None
+    # Every pooled connection was in use for the whole check: busy, not broken.
+    saturated: bool = False
 
 
 class ProviderCheck(CamelStruct):
@@ -53,15 +56,23 @@ async def check_database(database: Database) -> DatabaseCheck:
     """Run `SELECT 1` with a deadline; never raises."""
     started = time.perf_counter()
     error: str | None = None
+    saturated = False
     try:
         async with asyncio.timeout(DATABASE_CHECK_DEADLINE), database.session_maker() as session:
             await session.execute(text("SELECT 1"))
-    except TimeoutError:
-        error = f"no answer within {DATABASE_CHECK_DEADLINE:g} s"
+    except (TimeoutError, PoolTimeoutError):
+        # Still waiting for a pooled connection means busy, not down: requests queue and
+        # are served (or get 503 with Retry-After), and a load balancer should keep this one.
+        saturated = database.pool_saturated()
+        error = (
+            "every pooled connection is in use"
+            if saturated
+            else f"no answer within {DATABASE_CHECK_DEADLINE:g} s"
+        )
     except Exception as exc:  # any failure means "not usable"; the reason is reported
         error = type(exc).__name__
     latency = round((time.perf_counter() - started) * 1000, 2)
-    return DatabaseCheck(ok=error is None, latency_ms=latency, error=error)
+    return DatabaseCheck(ok=error is None, latency_ms=latency, error=error, saturated=saturated)
 
 
 def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
@@ -81,16 +92,24 @@ def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
     }
 
 
-@get("/api/health", opt={"public": True}, tags=["health"], summary="Service health", cache=False)
+@get(
+    "/api/health",
+    # Sessionless: a caller's session is never looked up, so an outage reads as a health body.
+    opt={"public": True, "sessionless": True},
+    tags=["health"],
+    summary="Service health",
+    cache=False,
+)
 async def health(state: State) -> Response[Health]:
-    """200 when healthy or degraded (every model provider failing), 503 without a database."""
+    """200 when healthy or degraded (every model provider failing, or every pooled database
+    connection busy), 503 without a database."""
     database_check = await check_database(state.database)
     router: ModelRouter = state.router
     status: HealthStatus = "healthy"
-    if not database_check.ok:
-        status = "unhealthy"
-    elif router.all_failing:
+    if database_check.saturated or (database_check.ok and router.all_failing):
         status = "degraded"
+    elif not database_check.ok:
+        status = "unhealthy"
     report = Health(
         status=status,
         checks=Checks(database=database_check, providers=provider_checks(router)),

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app import __version__
 from app.asgi import create_app
+from app.db.engine import Database
 from app.settings import Settings
 from tests.conftest import TEST_SECRET, http_client
 
@@ -88,3 +90,41 @@ async def test_health_answers_within_two_seconds_when_the_database_hangs(
     assert body["status"] == "unhealthy"
     assert "1.5" in body["checks"]["database"]["error"]  # type: ignore[index]
     assert elapsed < 2.0
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [{"authorization": "Bearer some-session-token"}, {"cookie": "authjs.session-token=some-token"}],
+    ids=["bearer", "cookie"],
+)
+async def test_health_with_a_session_during_an_outage_is_the_health_body(
+    tmp_path: Path, credentials: dict[str, str]
+) -> None:
+    """Health never looks the caller's session up, so it answers even when that would fail."""
+    url = f"postgresql://postgres@127.0.0.1:{_closed_port()}/nothing"
+    app = create_app(_settings_for(url, tmp_path))
+    async with http_client(app) as test_client:
+        response = await test_client.get("/api/health", headers=credentials)
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["status"] == "unhealthy"
+
+
+async def test_health_is_degraded_not_unhealthy_when_the_pool_is_busy(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = _settings_for(database_url, tmp_path).model_copy(
+        update={"db_pool_size": 1, "db_pool_timeout": 0.2}
+    )
+    database = Database.from_url(database_url, settings)
+    app = create_app(settings, database=database)
+    async with http_client(app) as test_client:
+        async with database.engine.connect() as held:  # the pool's only connection
+            await held.execute(text("SELECT 1"))
+            busy = await test_client.get("/api/health")
+        idle = await test_client.get("/api/health")
+    await database.engine.dispose()
+    assert busy.status_code == 200
+    assert busy.json()["status"] == "degraded"
+    assert busy.json()["checks"]["database"]["saturated"] is True
+    assert idle.json()["status"] == "healthy"
