@@ -344,23 +344,24 @@ async def load(url: str, messages: int, users: int) -> None:
         await connection.close()
 
 
-def bench_database_url(server_url: str) -> str:
-    """The bench database on the same server as `server_url`, created and migrated if new."""
+def bench_database_url(
+    server_url: str, name: str = BENCH_DATABASE, *, migrated: bool = True
+) -> str:
+    """A bench database on the same server as `server_url`, created (and migrated) if new."""
     from sqlalchemy.engine import make_url
 
     async def create() -> None:
         connection = await asyncpg.connect(to_libpq(server_url))
         try:
-            if not await connection.fetchval(
-                "SELECT 1 FROM pg_database WHERE datname = $1", BENCH_DATABASE
-            ):
-                await connection.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+            if not await connection.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await connection.execute(f'CREATE DATABASE "{name}"')
         finally:
             await connection.close()
 
     asyncio.run(create())
-    url = make_url(server_url).set(database=BENCH_DATABASE).render_as_string(hide_password=False)
-    migrate.upgrade(url)
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    if migrated:
+        migrate.upgrade(url)
     return url
 
 

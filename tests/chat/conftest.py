@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -55,3 +56,44 @@ def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
         if "event" in fields:
             events.append((fields["event"], msgspec.json.decode(fields.get("data", "null"))))
     return events
+
+
+def ui_body(chat_id: str, question: str, message_id: str = "q1") -> dict[str, Any]:
+    """An AI SDK request that sends only the last message."""
+    parts = [{"type": "text", "text": question}]
+    return {"id": chat_id, "message": {"id": message_id, "role": "user", "parts": parts}}
+
+
+async def read_ui_stream(
+    response: httpx.Response, two_deltas: asyncio.Event | None = None
+) -> list[dict[str, Any]]:
+    """The chunks of a UI message stream as they come (`[DONE]` as a chunk of its own);
+    `two_deltas` is set once two text deltas have arrived."""
+    chunks: list[dict[str, Any]] = []
+    async for line in response.aiter_lines():
+        if line == "data: [DONE]":
+            chunks.append({"type": "[DONE]"})
+        elif line.startswith("data: "):
+            chunks.append(msgspec.json.decode(line[6:]))
+            if two_deltas and sum(c["type"] == "text-delta" for c in chunks) >= 2:
+                two_deltas.set()
+    return chunks
+
+
+def text_of(chunks: list[dict[str, Any]]) -> str:
+    return "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
+
+
+def answering(
+    client: httpx.AsyncClient, url: str, chat_id: str, question: str
+) -> tuple[asyncio.Task[list[dict[str, Any]]], asyncio.Event]:
+    """Ask in the background; the event is set once two text deltas have arrived."""
+    two_deltas = asyncio.Event()
+
+    async def read() -> list[dict[str, Any]]:
+        body = ui_body(chat_id, question)
+        async with client.stream("POST", f"{url}/api/chat", json=body) as response:
+            assert response.status_code == 200, await response.aread()
+            return await read_ui_stream(response, two_deltas)
+
+    return asyncio.create_task(read()), two_deltas

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 from sqlalchemy import text
 
 from app.db.engine import Database
 from app.settings import Settings
+from tests.chat.conftest import answering, read_ui_stream, text_of, ui_body
 from tests.conftest import CHATWITHME_BIN, TEST_SECRET
 from tests.fakes.llm import FakeLLM, Scenario
 from tests.test_cli import _free_port, _wait_healthy
@@ -133,48 +133,6 @@ async def database(database_url: str, settings: Settings) -> AsyncIterator[Datab
     await db.engine.dispose()
 
 
-async def read_ui_stream(response: httpx.Response) -> list[dict[str, Any]]:
-    chunks = []
-    async for line in response.aiter_lines():
-        if line.startswith("data: ") and line != "data: [DONE]":
-            chunks.append(msgspec.json.decode(line[6:]))
-        if line == "data: [DONE]":
-            chunks.append({"type": "[DONE]"})
-    return chunks
-
-
-def text_of(chunks: list[dict[str, Any]]) -> str:
-    return "".join(c["delta"] for c in chunks if c["type"] == "text-delta")
-
-
-def ui_body(chat_id: str, question: str, message_id: str) -> dict[str, Any]:
-    return {
-        "id": chat_id,
-        "message": {
-            "id": message_id,
-            "role": "user",
-            "parts": [{"type": "text", "text": question}],
-        },
-    }
-
-
-async def stream_until(
-    client: httpx.AsyncClient, method: str, url: str, deltas: asyncio.Event, **kwargs: Any
-) -> list[dict[str, Any]]:
-    """Read a whole UI message stream, setting `deltas` once two text deltas have come."""
-    chunks: list[dict[str, Any]] = []
-    async with client.stream(method, url, **kwargs) as response:
-        assert response.status_code == 200, await response.aread()
-        async for line in response.aiter_lines():
-            if line == "data: [DONE]":
-                chunks.append({"type": "[DONE]"})
-            elif line.startswith("data: "):
-                chunks.append(msgspec.json.decode(line[6:]))
-                if sum(c["type"] == "text-delta" for c in chunks) >= 2:
-                    deltas.set()
-    return chunks
-
-
 async def row(database: Database, message_id: str) -> Any:
     async with database.engine.connect() as conn:
         return (
@@ -193,13 +151,7 @@ async def test_another_process_re_attaches_replays_and_follows_to_the_end(
     headers = {"authorization": f"Bearer {token}"}
     a, b = pair
     async with httpx.AsyncClient(timeout=30, headers=headers) as client:
-        started = asyncio.Event()
-        first = asyncio.create_task(
-            stream_until(
-                client, "POST", f"{a.url}/api/chat", started,
-                json=ui_body("resumeChat000001", "Tell me", "q1"),
-            )
-        )  # fmt: skip
+        first, started = answering(client, a.url, "resumeChat000001", "Tell me")
         await asyncio.wait_for(started.wait(), 10)
         # Listing on the other process shows the partial answer (saved at least every
         # second), as `streaming`.
@@ -211,8 +163,8 @@ async def test_another_process_re_attaches_replays_and_follows_to_the_end(
             await asyncio.sleep(0.05)
         assert partial["role"] == "assistant" and partial["status"] == "streaming"
         assert "".join(ANSWER).startswith(partial["content"]) and partial["content"]
-        resumed = await client.get(f"{b.url}/api/chat/resumeChat000001/stream")
-        chunks = await read_ui_stream(resumed)
+        async with client.stream("GET", f"{b.url}/api/chat/resumeChat000001/stream") as resumed:
+            chunks = await read_ui_stream(resumed)
         original = await first
     assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
     assert chunks[0]["type"] == "start" and chunks[-1]["type"] == "[DONE]"
@@ -231,13 +183,7 @@ async def test_stop_from_another_process_cancels_the_model_call_and_keeps_the_pa
     headers = {"authorization": f"Bearer {token}"}
     a, b = pair
     async with httpx.AsyncClient(timeout=30, headers=headers) as client:
-        started = asyncio.Event()
-        first = asyncio.create_task(
-            stream_until(
-                client, "POST", f"{a.url}/api/chat", started,
-                json=ui_body("stopChat00000001", "Go on", "q1"),
-            )
-        )  # fmt: skip
+        first, started = answering(client, a.url, "stopChat00000001", "Go on")
         await asyncio.wait_for(started.wait(), 10)
         stopped = await client.post(f"{b.url}/api/chat/stopChat00000001/stop")
         original = await asyncio.wait_for(first, 10)
@@ -296,13 +242,7 @@ async def test_sigterm_during_an_answer_ends_the_stream_and_stores_it_incomplete
         server,
     ):
         async with httpx.AsyncClient(timeout=30, headers=headers) as client:
-            started = asyncio.Event()
-            reading = asyncio.create_task(
-                stream_until(
-                    client, "POST", f"{server.url}/api/chat", started,
-                    json=ui_body("sigtermChat00001", "Long answer", "q1"),
-                )
-            )  # fmt: skip
+            reading, started = answering(client, server.url, "sigtermChat00001", "Long answer")
             await asyncio.wait_for(started.wait(), 10)
             sent = time.monotonic()
             server.process.send_signal(signal.SIGTERM)

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import pytest
 
 from app.db import migrate
 from app.db.embedded import EmbeddedPostgres, _pg_ctl
 from app.settings import Settings
-from tests.chat.conftest import chat_settings
+from tests.chat.conftest import chat_settings, read_ui_stream, text_of, ui_body
 from tests.chat.test_live import live_app
 from tests.conftest import _admin, in_thread
 from tests.fakes.llm import FakeLLM, Scenario
@@ -59,18 +58,6 @@ def postgres() -> Iterator[Postgres]:
     server.close()
 
 
-async def _read(response: httpx.Response, two_deltas: asyncio.Event) -> list[dict[str, Any]]:
-    chunks: list[dict[str, Any]] = []
-    async for line in response.aiter_lines():
-        if line == "data: [DONE]":
-            chunks.append({"type": "[DONE]"})
-        elif line.startswith("data: "):
-            chunks.append(msgspec.json.decode(line[6:]))
-            if sum(c["type"] == "text-delta" for c in chunks) >= 2:
-                two_deltas.set()
-    return chunks
-
-
 async def _answer_row(url: str, message_id: str) -> Any:
     import asyncpg
 
@@ -87,8 +74,7 @@ async def _answer_row(url: str, message_id: str) -> Any:
 
 async def _chat_again(client: httpx.AsyncClient, chat_id: str) -> httpx.Response:
     """A next question; a 503 while the pool replaces its dead connections is retried."""
-    body = {"id": chat_id, "message": {"id": "next", "role": "user", "parts": [
-        {"type": "text", "text": "And now?"}]}}  # fmt: skip
+    body = ui_body(chat_id, "And now?", "next")
     for _ in range(20):
         response = await client.post("/api/chat", json=body)
         if response.status_code != 503:
@@ -109,11 +95,10 @@ async def test_a_database_outage_during_an_answer_loses_nothing(
     async with live_app(configured, postgres.url) as (url, token, database):
         headers = {"authorization": f"Bearer {token}"}
         async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
-            body = {"id": chat_id, "message": {"id": "q1", "role": "user", "parts": [
-                {"type": "text", "text": "Tell me"}]}}  # fmt: skip
+            body = ui_body(chat_id, "Tell me")
             two_deltas = asyncio.Event()
             async with client.stream("POST", "/api/chat", json=body) as response:
-                reading = asyncio.create_task(_read(response, two_deltas))
+                reading = asyncio.create_task(read_ui_stream(response, two_deltas))
                 await asyncio.wait_for(two_deltas.wait(), 10)
                 await asyncio.to_thread(postgres.kill)
                 if outage == "brief":
@@ -124,9 +109,7 @@ async def test_a_database_outage_during_an_answer_loses_nothing(
                 await asyncio.to_thread(postgres.start)
             # The stream ended properly, with the whole answer.
             assert chunks[-1]["type"] == "[DONE]" and chunks[-2]["type"] == "finish"
-            assert "".join(c["delta"] for c in chunks if c["type"] == "text-delta") == "".join(
-                ANSWER
-            )
+            assert text_of(chunks) == "".join(ANSWER)
             # The answer is stored whole and the lease released, once the database is back.
             stored = None
             for _ in range(100):
