@@ -21,18 +21,17 @@ import pytest
 import pytest_asyncio
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright, expect
-from sqlalchemy import text
 
 from app.asgi import create_app
-from app.db.engine import Database
+from app.db import migrate
 from app.settings import Settings
-from tests.conftest import TEST_SECRET
+from tests.conftest import TEST_SECRET, DatabaseFactory, in_thread
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts"
 EMAIL_DOMAIN = "browser.example.com"
-WORD_DELAY_MS = 60
-LONG_MESSAGE = " ".join(f"word{i}" for i in range(40))
+WORD_DELAY_MS = 40
+LONG_MESSAGE = " ".join(f"word{i}" for i in range(90))
 ANSWER_DONE = 20_000  # ms; an answer takes about four seconds
 
 pytestmark = [
@@ -46,9 +45,12 @@ pytestmark = [
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def live_url(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory
+    databases: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[str]:
-    """The app on 127.0.0.1 (a port of its own), dev-login on, rows removed afterwards."""
+    """The app on 127.0.0.1 (a port of its own), dev-login on, with a database of its own:
+    the browser's rows are committed, and other tests expect to see none of them."""
+    database_url = databases.create()
+    in_thread(migrate.upgrade, database_url)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
@@ -77,13 +79,6 @@ async def live_url(
         server.should_exit = True
         await task
         listener.close()
-        cleanup = Database.from_url(database_url, settings)
-        async with cleanup.engine.begin() as conn:
-            await conn.execute(
-                text("DELETE FROM users WHERE email LIKE :pattern"),
-                {"pattern": f"%@{EMAIL_DOMAIN}"},
-            )
-        await cleanup.engine.dispose()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -189,7 +184,7 @@ async def test_stop_keeps_the_partial_answer_and_says_so(page: Watched) -> None:
     answer = last_answer(p)
     await expect(answer.locator(".message-status")).to_contain_text("Stopped")
     await expect(answer).to_contain_text("You said")
-    await expect(answer).not_to_contain_text("word39")
+    await expect(answer).not_to_contain_text("word89")
     await expect(p.locator("#send-button")).to_be_enabled()
     await shot(p, "stopped")
 
@@ -202,7 +197,7 @@ async def test_reloading_mid_answer_reattaches_to_it(page: Watched) -> None:
     await p.reload()
     await expect(p.locator("article.assistant.live")).to_be_visible()
     await answered(p)
-    await expect(last_answer(p)).to_contain_text("word39")
+    await expect(last_answer(p)).to_contain_text("word89")
     await expect(p.locator("#message-list article.assistant")).to_have_count(1)
 
 
@@ -362,3 +357,49 @@ async def test_markdown_becomes_elements_and_unsafe_links_stay_text(page: Watche
     assert rendered["links"] == ["https://example.com/x"]
     assert "snake_case_name and x__y__z" in rendered["text"]
     assert "[bad](javascript:alert(1)) <b>raw</b>" in rendered["text"]
+
+
+async def test_the_sidebar_loads_the_next_page_as_it_scrolls(page: Watched) -> None:
+    p = page.page
+    await sign_in(p)
+    await p.evaluate(
+        """async () => {
+            const { csrfToken } = await (await fetch("/api/auth/csrf")).json();
+            for (let i = 0; i < 35; i++) {
+                await fetch("/api/conversations", {
+                    method: "POST",
+                    headers: { "content-type": "application/json", "x-csrf-token": csrfToken },
+                    body: JSON.stringify({ title: `Topic ${i}` }),
+                });
+            }
+        }"""
+    )
+    await p.reload()
+    items = p.locator("#conversation-list li")
+    await expect(items).to_have_count(30)
+    await items.last.scroll_into_view_if_needed()
+    await p.locator("#list-sentinel").scroll_into_view_if_needed()
+    await expect(items).to_have_count(35)
+    await expect(p.locator("#conversation-list")).to_contain_text("Topic 0")
+    await expect(p.locator("#load-more")).to_be_hidden()
+
+
+async def test_email_sign_in_says_a_link_is_on_its_way(page: Watched) -> None:
+    p = page.page
+    await p.goto("/")
+    await p.locator("#email-address").fill(f"link@{EMAIL_DOMAIN}")
+    await p.get_by_role("button", name="Email me a sign-in link").click()
+    await expect(p.locator("#signin-message")).to_contain_text("sign-in link is on its way")
+
+
+async def test_deleting_the_account_needs_the_email_typed(page: Watched) -> None:
+    p = page.page
+    email = await sign_in(p)
+    await p.get_by_role("button", name="Settings").click()
+    await p.get_by_role("button", name="Delete my account…").click()
+    confirm = p.get_by_role("button", name="Delete my account", exact=True)
+    await expect(confirm).to_be_disabled()
+    await p.locator("#confirm-input").fill(email)
+    await confirm.click()
+    await expect(p.locator("#signin-message")).to_have_text("Your account was deleted.")
+    assert (await p.evaluate("fetch('/api/auth/session').then(r => r.json())")) is None

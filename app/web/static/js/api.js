@@ -30,7 +30,7 @@ async function errorOf(response) {
 }
 
 /** Send a request; returns the decoded JSON (null for 204), or the response when `raw`. */
-export async function api(method, path, body, { raw = false, signal, accept } = {}) {
+export async function api(method, path, body, { raw = false, signal, accept } = {}, retried = false) {
   const headers = { accept: accept || "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && method !== "HEAD") headers["x-csrf-token"] = await csrf();
@@ -41,7 +41,14 @@ export async function api(method, path, body, { raw = false, signal, accept } = 
     credentials: "same-origin",
     signal,
   });
-  if (!response.ok) throw await errorOf(response);
+  if (!response.ok) {
+    const error = await errorOf(response);
+    if (response.status === 403 && !retried && /CSRF/.test(error.message)) {
+      csrfToken = null; // the CSRF cookie was cleared or replaced: fetch a new token, once
+      return api(method, path, body, { raw, signal, accept }, true);
+    }
+    throw error;
+  }
   if (raw) return response;
   if (response.status === 204) return null;
   return response.json();

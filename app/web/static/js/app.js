@@ -1015,7 +1015,6 @@ function wireStaticHandlers() {
   new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && !$("conversation-list").hidden) loadConversationList(false);
   }, { root: $("sidebar") }).observe($("list-sentinel"));
-  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => applyTheme(document.documentElement.dataset.theme));
 }
 
 function reportError(err) {
