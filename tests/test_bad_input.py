@@ -126,6 +126,19 @@ async def test_a_session_cookie_holding_nul_is_not_signed_in(api: httpx.AsyncCli
     assert_problem(response, 401)
 
 
+@pytest.mark.parametrize("value", ["abc|%00", "abc|%C3%A9", "%C3%A9|%C3%A9", "%00|%00"])
+async def test_an_undecodable_csrf_cookie_is_a_403_not_a_500(
+    api: httpx.AsyncClient, value: str
+) -> None:
+    del api.headers["authorization"]  # a bearer needs no CSRF token
+    response = await api.post(
+        "/api/auth/signin/email",
+        json={"email": "ada@example.com"},
+        headers={"cookie": f"authjs.csrf-token={value}", "x-csrf-token": "abc"},
+    )
+    assert_problem(response, 403)
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

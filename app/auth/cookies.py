@@ -89,7 +89,8 @@ def csrf_token_of(cookie_value: str | None, secret: str) -> str | None:
     if not cookie_value or "|" not in cookie_value:
         return None
     token, digest = cookie_value.split("|", 1)
-    if hmac.compare_digest(digest, _csrf_hash(token, secret)):
+    # As bytes: compare_digest refuses str with non-ASCII characters (a cookie of `%C3%A9`).
+    if hmac.compare_digest(digest.encode(), _csrf_hash(token, secret).encode()):
         return token
     return None
 
