@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -46,7 +47,21 @@ async def _answer(exchange: Exchange, stream: bool) -> Response[Any] | Stream:
     )
 
 
-@post("/api/chat", tags=["chat"], status_code=200)
+@post(
+    "/api/chat",
+    tags=["chat"],
+    status_code=200,
+    responses={
+        **success(
+            schemas.ChatResult,
+            "The stored exchange (JSON, once the answer has ended); with `stream` or "
+            "`Accept: text/event-stream` this API's events; with the AI SDK's body the AI "
+            "SDK's UI message stream (v1)",
+        ),
+        **problems(404, 409, 429, s404="No such conversation (or not yours)"),
+    },
+    opt=also_as("text/event-stream"),
+)
 async def chat(
     request: Request[Any, Any, Any],
     db_session: DbSession,
@@ -86,7 +101,21 @@ async def chat(
     return await _answer(exchange, _wants_stream(request, data.stream))
 
 
-@get("/api/chat/{conversation_id:str}/stream", tags=["chat"])
+@get(
+    "/api/chat/{conversation_id:str}/stream",
+    tags=["chat"],
+    responses={
+        200: ResponseSpec(
+            str,
+            description="The answer so far, then live to its end: the AI SDK's UI message "
+            "stream (`format=ui`) or this API's events (`format=events`)",
+            media_type="text/event-stream",
+            generate_examples=False,
+        ),
+        204: ResponseSpec(None, description="Nothing is being generated"),
+        **problems(404),
+    },
+)
 async def resume_chat(
     db_session: DbSession,
     identity: CurrentIdentity,
@@ -103,7 +132,12 @@ async def resume_chat(
     return ui_message_stream(exchange) if format == "ui" else event_stream(exchange)
 
 
-@post("/api/chat/{conversation_id:str}/stop", tags=["chat"], status_code=200)
+@post(
+    "/api/chat/{conversation_id:str}/stop",
+    tags=["chat"],
+    status_code=200,
+    responses=problems(404),
+)
 async def stop_chat(
     db_session: DbSession, identity: CurrentIdentity, flow: FlowDep, conversation_id: FromPath[str]
 ) -> schemas.StopResult:
