@@ -403,3 +403,20 @@ async def test_deleting_the_account_needs_the_email_typed(page: Watched) -> None
     await confirm.click()
     await expect(p.locator("#signin-message")).to_have_text("Your account was deleted.")
     assert (await p.evaluate("fetch('/api/auth/session').then(r => r.json())")) is None
+
+
+async def test_the_keyboard_alone_signs_in_and_chats(page: Watched) -> None:
+    p = page.page
+    await p.goto("/")
+    await expect(p.locator("#email-address")).to_be_focused()
+    await p.keyboard.press("Tab")
+    await p.keyboard.press("Tab")
+    await expect(p.locator("#dev-email")).to_be_focused()
+    await p.keyboard.press("Control+A")
+    await p.keyboard.type(f"keys@{EMAIL_DOMAIN}")
+    await p.keyboard.press("Enter")
+    await expect(p.locator("#composer-input")).to_be_focused()
+    await p.keyboard.type("Typed, not clicked")
+    await p.keyboard.press("Enter")
+    await answered(p)
+    await expect(last_answer(p)).to_contain_text('You said: "Typed, not clicked"')

@@ -382,23 +382,27 @@ async function runSearch(event) {
     return;
   }
   const heading = h("p", { class: "muted small" },
-    page.results.length ? `${page.results.length}${page.nextCursor ? "+" : ""} conversations` : "Nothing found.",
+    page.results.length
+      ? `${page.results.length}${page.nextCursor ? "+" : ""} conversation${page.results.length === 1 && !page.nextCursor ? "" : "s"}`
+      : "Nothing found.",
     page.mode === "fuzzy" ? " (close matches)" : "");
   box.replaceChildren(
     heading,
     ...page.results.map((result) => {
       const id = encodeURIComponent(result.conversation.id);
+      const titleMatch = result.matches.find((match) => !match.messageId);
+      const title = titleMatch ? snippetNodes(titleMatch.snippet) : result.conversation.title || "Untitled conversation";
       return h(
         "div",
         { class: "search-result" },
-        h("a", { class: "result-title", href: `#/c/${id}` }, result.conversation.title || "Untitled conversation"),
+        h("a", { class: "result-title", href: `#/c/${id}` }, title),
         result.matches
-          .filter((match) => match.messageId) // a title match is the title above
+          .filter((match) => match.messageId)
           .map((match) =>
             h(
               "a",
               { class: "snippet", href: `#/c/${id}/m/${encodeURIComponent(match.messageId)}` },
-              h("span", { class: "visually-hidden" }, match.role === "user" ? "You: " : "Assistant: "),
+              h("span", { class: "muted" }, match.role === "user" ? "You: " : "Assistant: "),
               snippetNodes(match.snippet),
             ),
           ),
