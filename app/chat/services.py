@@ -182,25 +182,33 @@ class ConversationService:
     async def start_generation(self, conversation_id: str, lease: timedelta) -> None:
         """Take the conversation's generation lease, or refuse: one answer at a time."""
         now = utc_now()
-        taken = await self.db.scalar(
-            update(Conversation)
-            .where(
-                Conversation.id == conversation_id,
-                Conversation.user_id == self.user_id,
-                or_(Conversation.generating_until.is_(None), Conversation.generating_until < now),
-            )
-            .values(generating_until=now + lease)
-            .returning(Conversation.id)
+        earlier = (
+            select(Conversation.id, Conversation.generating_until.label("until"))
+            .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
+            .with_for_update()
+            .cte("earlier")
         )
+        taken = (
+            await self.db.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == earlier.c.id,
+                    or_(earlier.c.until.is_(None), earlier.c.until < now),
+                )
+                .values(generating_until=now + lease)
+                .returning(earlier.c.until)
+            )
+        ).first()
         if taken is None:
             await self.get_owned(conversation_id)  # NotFound when it is not theirs
             raise Conflict("An answer is already being generated in this conversation.")
-        # An answer still `streaming` under an expired lease lost its process.
-        await self.db.execute(
-            update(Message)
-            .where(Message.conversation_id == conversation_id, Message.status == "streaming")
-            .values(status="incomplete", error_code="interrupted")
-        )
+        if taken.until is not None:
+            # The lease ran out without a release: the answer it covered lost its process.
+            await self.db.execute(
+                update(Message)
+                .where(Message.conversation_id == conversation_id, Message.status == "streaming")
+                .values(status="incomplete", error_code="interrupted")
+            )
 
 
 class MessageService:

@@ -233,3 +233,43 @@ async def test_nothing_running_resumes_as_204_and_stops_as_not_stopped(
     stopped = await api.post(f"/api/chat/{conversation_id}/stop")
     assert stopped.status_code == 200
     assert stopped.json() == {"stopped": False, "message": None}
+
+
+async def test_an_answer_orphaned_by_a_dead_process_is_closed_by_the_next_one(
+    api: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    """A process died mid-answer: its row stays `streaming` and its lease runs out."""
+    ui_chunks(await api.post("/api/chat", json=ui_body("orphan0000000001", "Hi", "o1")))
+    await connection.execute(
+        text(
+            "UPDATE messages SET status = 'streaming', content = 'half an' "
+            "WHERE \"conversationId\" = 'orphan0000000001' AND role = 'assistant'"
+        )
+    )
+    await connection.execute(
+        text(
+            "UPDATE conversations SET \"generatingUntil\" = now() at time zone 'utc' + "
+            "interval '10 seconds' WHERE id = 'orphan0000000001'"
+        )
+    )
+    busy = await api.post("/api/chat", json=ui_body("orphan0000000001", "Again", "o2"))
+    assert busy.status_code == 409  # the lease still runs: perhaps its process is alive
+    await connection.execute(
+        text(
+            "UPDATE conversations SET \"generatingUntil\" = now() at time zone 'utc' - "
+            "interval '1 second' WHERE id = 'orphan0000000001'"
+        )
+    )
+    nothing = await api.get("/api/chat/orphan0000000001/stream")
+    assert nothing.status_code == 204  # an expired lease: nothing is being generated
+    again = ui_chunks(await api.post("/api/chat", json=ui_body("orphan0000000001", "Go", "o3")))
+    assert again[-1]["type"] == "finish"
+    rows = await connection.execute(
+        text(
+            'SELECT status, "errorCode", content FROM messages WHERE "conversationId" = '
+            "'orphan0000000001' AND role = 'assistant' ORDER BY \"createdAt\""
+        )
+    )
+    assert [tuple(r) for r in rows] == [
+        ("incomplete", "interrupted", "half an"), ("complete", None, "Hello, world!")
+    ]  # fmt: skip
