@@ -115,22 +115,22 @@ async def ui_stream(client: httpx.AsyncClient, url: str) -> Sample:
 async def batch(
     run: Callable[[], Awaitable[Sample]], streams: int, concurrency: int
 ) -> list[Sample]:
-    """The samples of the streams that were answered; refused ones are counted in REFUSED."""
+    """The samples of the streams answered to their end; the others are counted in FAILED."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one() -> Sample | None:
         async with gate:
             try:
                 return await run()
-            except Refused:
+            except (Refused, httpx.HTTPError):  # refused, or the stream broke off
                 return None
 
     done = await asyncio.gather(*(one() for _ in range(streams)))
-    REFUSED[run] = REFUSED.get(run, 0) + sum(d is None for d in done)
+    FAILED[run] = FAILED.get(run, 0) + sum(d is None for d in done)
     return [d for d in done if d is not None]
 
 
-REFUSED: dict[Any, int] = {}
+FAILED: dict[Any, int] = {}
 
 
 def _summary(series: dict[str, list[list[Sample]]], base: str) -> dict[str, Any]:
@@ -229,8 +229,8 @@ async def measure(
                     for name, run in runs.items():
                         series[name].append(await batch(run, streams, concurrency))
                 figures[f"concurrency_{concurrency}"] = _summary(series, "before_events")
-                figures[f"concurrency_{concurrency}"]["refused"] = {
-                    name: REFUSED.pop(run, 0) for name, run in runs.items()
+                figures[f"concurrency_{concurrency}"]["failed_streams"] = {
+                    name: FAILED.pop(run, 0) for name, run in runs.items()
                 }
                 figures[f"concurrency_{concurrency}"]["vs_router_alone"] = _summary(
                     {k: series[k] for k in ("router_alone", "durable_events")}, "router_alone"
