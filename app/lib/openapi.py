@@ -106,13 +106,15 @@ Limits = dict[str, dict[str, Any]]
 
 def _limits(settings: Settings) -> dict[str, Limits]:
     from app.auth.services import MAX_EMAIL_LENGTH
+    from app.chat.schemas import REACTION_TYPES
     from app.chat.services import MAX_CONVERSATIONS_PAGE, MAX_MESSAGES_PAGE
     from app.search.services import MAX_PAGE, MAX_QUERY
     from app.users.services import MAX_IMAGE_URL, MAX_NAME
 
     title = {"maxLength": settings.chat_max_title_chars}
     message = {"minLength": 1, "maxLength": settings.chat_max_message_chars}
-    name, email = {"maxLength": MAX_NAME}, {"maxLength": MAX_EMAIL_LENGTH}
+    name, email = {"maxLength": MAX_NAME}, {"format": "email", "maxLength": MAX_EMAIL_LENGTH}
+    reaction = {"reaction": {"enum": list(REACTION_TYPES)}}
     messages_page = {"limit": {"minimum": 1, "maximum": MAX_MESSAGES_PAGE}}
     return {
         # Schemas of request bodies: property -> JSON Schema keywords.
@@ -132,6 +134,8 @@ def _limits(settings: Settings) -> dict[str, Limits]:
             "model": {"minLength": 1, "maxLength": 200},
         },
         "GET /api/users/me/stats": {"days": {"minimum": 1, "maximum": 366}},
+        "PUT /api/messages/{message_id}/reactions/{reaction}": reaction,
+        "DELETE /api/messages/{message_id}/reactions/{reaction}": reaction,
     }
 
 
@@ -217,6 +221,8 @@ def _complete_operation(
         content = operation["responses"][str(status)].setdefault("content", {})
         for media_type in media_types:
             content.setdefault(media_type, {"schema": {"type": "string"}})
+    # A 204 has no body, whatever the handler's return annotation suggests.
+    operation.get("responses", {}).get("204", {}).pop("content", None)
     # Every error answer is a problem document, whatever Litestar guessed.
     for status, response in operation.get("responses", {}).items():
         if status.startswith(("4", "5")) and _is_litestar_validation_error(response):

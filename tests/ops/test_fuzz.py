@@ -1,0 +1,110 @@
+"""Schemathesis against the app's own OpenAPI document, through real HTTP, signed in.
+
+The run fails on any 5xx and on any answer the document does not describe: an undocumented
+status, content type or body. It is bounded (examples per operation, a deadline for the
+whole run) and CI runs it; `CHATWITHME_SKIP_FUZZ=1` skips it locally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.asgi import create_app
+from app.db.engine import Database
+from app.settings import Settings
+from tests.ops.conftest import served
+from tests.ops.fuzz_hooks import FUZZER_EMAIL
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CHATWITHME_SKIP_FUZZ") == "1", reason="CHATWITHME_SKIP_FUZZ=1"
+)
+
+SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
+CONFIG = str(Path(__file__).parent / "schemathesis.toml")  # the checks, and what is pending
+EXAMPLES = os.environ.get("CHATWITHME_FUZZ_EXAMPLES", "25")
+SEED = os.environ.get("CHATWITHME_FUZZ_SEED", "20261122")
+DEADLINE_SECONDS = 420  # a hung run fails instead of holding CI
+
+
+async def _conversations(base_url: str) -> dict[str, str]:
+    """Ids of two chats by the fuzzer's user (see fuzz_hooks.py), for schemathesis.toml."""
+    found: dict[str, str] = {}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        signed_in = await client.post("/api/auth/dev-login", json={"email": FUZZER_EMAIL})
+        token = signed_in.json()["sessionToken"]
+        for which in ("", "SPARE_"):
+            chat = await client.post(
+                "/api/chat",
+                json={"message": "Hello there", "stream": False},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert chat.status_code == 200, chat.text
+            found[f"FUZZ_{which}CONVERSATION_ID"] = chat.json()["conversationId"]
+            found[f"FUZZ_{which}MESSAGE_ID"] = chat.json()["aiMessage"]["id"]
+    return found
+
+
+async def test_every_answer_is_documented_and_none_is_a_server_error(
+    live_settings: Settings, tmp_path: Path
+) -> None:
+    settings = live_settings.model_copy(
+        update={
+            # The fuzzer sends thousands of requests: limits would turn most of them into 429s.
+            "chat_rate_limit": 1_000_000,
+            "auth_signin_limit": 1_000_000,
+            "dev_echo_delay_ms": 0,
+        }
+    )
+    database = Database.from_url(settings.database_url or "", settings)
+    async with served(create_app(settings, database=database)) as base_url:
+        ids = await _conversations(base_url)
+        process = await asyncio.create_subprocess_exec(
+            SCHEMATHESIS,
+            "--config-file",
+            CONFIG,
+            "run",
+            f"{base_url}/schema/openapi.json",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            EXAMPLES,
+            "--seed",
+            SEED,
+            "--workers",
+            "1",
+            "--max-redirects",
+            "0",
+            "--request-timeout",
+            "30",
+            "--generation-database",
+            "none",
+            "--no-color",
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "FUZZ_BASE_URL": base_url,
+                **ids,
+                "SCHEMATHESIS_HOOKS": "tests.ops.fuzz_hooks",
+                "PYTHONPATH": str(Path(__file__).parents[2]),
+            },
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            output, _ = await asyncio.wait_for(process.communicate(), DEADLINE_SECONDS)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            pytest.fail(f"the fuzz run took longer than {DEADLINE_SECONDS} s")
+    report = output.decode(errors="replace")
+    (tmp_path / "schemathesis.txt").write_text(report)
+    summary = re.findall(r"^.*(?:operations|test cases|passed|failed).*$", report, re.MULTILINE)
+    print("\n".join(summary))
+    assert process.returncode == 0, report[-20_000:]
