@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app import __version__
 from app.db.engine import Database
+from app.lib.openapi import success
 from app.lib.schema import CamelStruct
 from app.llm.router import ModelRouter
 
@@ -99,6 +100,7 @@ def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
     tags=["health"],
     summary="Service health",
     cache=False,
+    responses=success(Health, "Unhealthy: the database is unusable", status=503),
 )
 async def health(state: State) -> Response[Health]:
     """200 when healthy or degraded (every model provider failing, or every pooled database

@@ -88,12 +88,17 @@ def test_every_error_answer_is_a_problem_document(document: dict[str, Any]) -> N
     assert "errors" in problem["properties"]
     for method, path, operation in operations(document):
         for status, response in operation["responses"].items():
-            if status.startswith(("4", "5")):
+            if status.startswith(("4", "5")) and path != "/api/health":
                 assert list(response["content"]) == ["application/problem+json"], (
                     method,
                     path,
                     status,
                 )
+
+
+def test_health_documents_its_own_body_when_unhealthy(document: dict[str, Any]) -> None:
+    unhealthy = document["paths"]["/api/health"]["get"]["responses"]["503"]["content"]
+    assert unhealthy["application/json"]["schema"]["$ref"].endswith("/Health")
 
 
 def test_real_statuses_are_documented(document: dict[str, Any]) -> None:
