@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = str(Path(__file__).parent / "schemathesis.toml")  # the checks, and what is pending
-EXAMPLES = os.environ.get("CHATWITHME_FUZZ_EXAMPLES", "25")
+EXAMPLES = os.environ.get("CHATWITHME_FUZZ_EXAMPLES", "50")
 SEED = os.environ.get("CHATWITHME_FUZZ_SEED", "20261122")
 DEADLINE_SECONDS = 420  # a hung run fails instead of holding CI
 
