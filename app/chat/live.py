@@ -3,8 +3,9 @@ follow or stop them.
 
 - A `LiveAnswer` runs in a task of its own. The assistant row exists from the start (status
   `streaming`); its text is saved as it grows (at most `SAVE_SECONDS` or `SAVE_CHARS` behind),
-  each save also renewing the conversation's lease; the last write sets one of `complete`,
-  `incomplete`, `error`, `cancelled` and releases the lease, retried while the database is away.
+  in one transaction a second for all answers of the process, which also renews their
+  conversations' leases; the last write sets one of `complete`, `incomplete`, `error`,
+  `cancelled` and releases the lease, retried while the database is away.
 - Readers (`follow`) get what was generated so far, then the rest live, then an `Ended`. A
   reader that goes away changes nothing for the answer.
 - Other processes reach an answer through PostgreSQL: LISTEN/NOTIFY on one channel carries
@@ -28,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, case, exists, select, update
+from sqlalchemy import and_, case, exists, select, text, update
 from sqlalchemy.orm import aliased
 
 from app.chat import schemas
@@ -52,8 +53,10 @@ BATCH_CHARS = 512
 # The saved partial is at most this far behind the generated text.
 SAVE_SECONDS = 1.0
 SAVE_CHARS = 4096
-# The conversation's lease outlives a dead process by at most this long.
+# The conversation's lease outlives a dead process by at most this long; it is renewed at
+# every save, and at least this often.
 LEASE = timedelta(seconds=30)
+LEASE_RENEWAL = 5.0
 # One NOTIFY payload must stay under PostgreSQL's 8000 bytes: 1000 characters escaped as JSON
 # take at most 6000.
 NOTIFY_CHARS = 1000
@@ -70,6 +73,18 @@ FINAL_COLUMNS = (
 )  # fmt: skip
 # A reader in another process looks at the saved row this often when no notification comes.
 POLL_SECONDS = 1.0
+
+
+SAVE_TEXTS = text(
+    "UPDATE messages AS m SET content = v.content "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:texts AS text[])) AS v(id, content) "
+    "WHERE m.id = v.id AND m.status = 'streaming'"
+)
+RENEW_LEASES = text(
+    'UPDATE conversations AS c SET "generatingUntil" = :until FROM messages AS m '
+    """WHERE m.id = ANY(CAST(:ids AS text[])) AND m.status = 'streaming' """
+    'AND c.id = m."conversationId" RETURNING m.id'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +133,8 @@ class LiveAnswer:
         self._timer: asyncio.TimerHandle | None = None
         self._readers: set[asyncio.Queue[Piece]] = set()
         self.relayed_from: int | None = None  # a reader in another process wants text from here
-        self.saved = 0
-        self._save_now = asyncio.Event()
-        self._generating = True
+        self.saved = 0  # characters of the text saved in the row
+        self.generating = True
         self.ended: Ended | None = None
         self.stored = asyncio.Event()
         self.stop_reason: str | None = None
@@ -187,7 +201,6 @@ class LiveAnswer:
         router = self.answers.router
         generation = router.stream(self.question.model, self.question.window.messages)
         self._generation = generation
-        keeper = asyncio.create_task(self._keep_saving())
         failure: ProviderFailure | None = None
         status = "complete"
         self._consumer = asyncio.create_task(self._consume(generation))
@@ -205,10 +218,7 @@ class LiveAnswer:
             failure = ProviderFailure("unavailable", "unexpected error")
             status = "incomplete" if self.parts else "error"
         finally:
-            # Not cancelled: a save cut off mid-query could leave its connection unusable.
-            self._generating = False
-            self._save_now.set()
-            await keeper
+            self.generating = False
         self._publish()
         await self._finish(generation, status, failure)
 
@@ -224,7 +234,7 @@ class LiveAnswer:
         self._pending.append(text)
         self.length += len(text)
         if self.length - self.saved >= SAVE_CHARS:
-            self._save_now.set()
+            self.answers.save_soon()
         waiting = self.length - self.published
         since = time.monotonic() - self._last_publish
         if waiting >= BATCH_CHARS or (self._timer is None and since >= BATCH_SECONDS):
@@ -257,28 +267,6 @@ class LiveAnswer:
                         "t": chunk[start : start + NOTIFY_CHARS],
                     }
                 )
-
-    async def _keep_saving(self) -> None:
-        """Save the growing text and renew the lease; notice a stop made through the database."""
-        renewed = time.monotonic()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._save_now.wait(), SAVE_SECONDS)
-            self._save_now.clear()
-            if not self._generating:
-                return
-            if self.length == self.saved and time.monotonic() - renewed < LEASE.seconds / 6:
-                continue
-            length, text = self.length, self.text
-            try:
-                async with asyncio.timeout(WRITE_SECONDS):
-                    still_streaming = await self.answers.save_partial(self.question, text)
-            except Exception as exc:  # the database is away: the next save catches up
-                logger.warning("could not save the partial answer %s: %s", self.id, exc)
-                continue
-            self.saved, renewed = length, time.monotonic()
-            if not still_streaming:
-                self.stop("cancelled")
 
     async def _finish(
         self, generation: Generation, status: str, failure: ProviderFailure | None
@@ -360,9 +348,15 @@ class LiveAnswers:
     _process: str = field(default_factory=lambda: secrets.token_hex(6))
     _shutting_down: bool = False
     _previous_handlers: dict[int, Any] = field(default_factory=dict)
+    _save_now: asyncio.Event = field(default_factory=asyncio.Event)
+    _saver: asyncio.Task[None] | None = None
+    _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
     _our_handlers: dict[int, Any] = field(default_factory=dict)
 
     def begin(self, question: Question) -> LiveAnswer:
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._keep_saving(), name="saving answers")
+            self._tasks.add(self._saver)
         answer = LiveAnswer(self, question)
         self.by_conversation[question.conversation_id] = answer
         self._by_id[answer.id] = answer
@@ -384,23 +378,56 @@ class LiveAnswers:
 
     # Writes of a generation, each in a short session of its own.
 
-    async def save_partial(self, question: Question, text: str) -> bool:
-        """Save the text so far and renew the lease; False when the answer was stopped."""
+    def save_soon(self) -> None:
+        self._save_now.set()
+
+    async def _keep_saving(self) -> None:
+        """Save the growing texts of this process's answers and renew their leases: one
+        transaction a second for all of them, however many there are. An answer whose row is
+        no longer `streaming` was stopped through the database: it is stopped here too."""
+        renewed = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._save_now.wait(), SAVE_SECONDS)
+            self._save_now.clear()
+            answers = [a for a in self._by_id.values() if a.generating]
+            dirty = [(a, a.length, a.text) for a in answers if a.length > a.saved]
+            if not answers or (not dirty and time.monotonic() - renewed < LEASE_RENEWAL):
+                continue
+            try:
+                async with asyncio.timeout(WRITE_SECONDS), self._turn():
+                    streaming = await self._save(dirty, answers)
+            except Exception as exc:  # the database is away: the next save catches up
+                logger.warning("could not save %d answer(s) in flight: %s", len(answers), exc)
+                continue
+            renewed = time.monotonic()
+            for answer, length, _ in dirty:
+                answer.saved = max(answer.saved, length)
+            for answer in answers:
+                if answer.id not in streaming:
+                    answer.stop("cancelled")
+
+    async def _save(
+        self, dirty: list[tuple[LiveAnswer, int, str]], answers: list[LiveAnswer]
+    ) -> set[str]:
+        """Save the texts, renew the leases; the ids of the answers still `streaming`."""
         async with self.database.session_maker() as db:
-            saved = await db.scalar(
-                update(Message)
-                .where(Message.id == question.answer_id, Message.status == "streaming")
-                .values(content=text)
-                .returning(Message.id)
-            )
-            if saved is not None:
+            if dirty:
                 await db.execute(
-                    update(Conversation)
-                    .where(Conversation.id == question.conversation_id)
-                    .values(generating_until=utc_now() + LEASE)
+                    SAVE_TEXTS,
+                    {"ids": [a.id for a, _, _ in dirty], "texts": [t for _, _, t in dirty]},
                 )
+            rows = await db.execute(
+                RENEW_LEASES,
+                {"ids": [a.id for a in answers], "until": utc_now() + LEASE},
+            )
+            streaming = {row[0] for row in rows}
             await db.commit()
-        return saved is not None
+        return streaming
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Background writes take turns when every session shares one connection (tests)."""
+        return self._one_at_a_time if self.database.one_connection else contextlib.nullcontext()
 
     async def store_final(self, question: Question, row: Message) -> str | None:
         """Write the answer's last state and release the lease, retrying while the database is
@@ -409,7 +436,7 @@ class LiveAnswers:
         delay = 0.1
         while True:
             try:
-                async with asyncio.timeout(WRITE_SECONDS):
+                async with asyncio.timeout(WRITE_SECONDS), self._turn():
                     return await self._write_final(question, row)
             except Exception as exc:
                 if time.monotonic() + delay > deadline:
@@ -462,7 +489,7 @@ class LiveAnswers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(answer.stored.wait(), STREAM_WAITS_FOR_STORE)
             return
-        async with self.database.session_maker() as db:
+        async with self._turn(), self.database.session_maker() as db:
             await db.execute(
                 update(Message)
                 .where(Message.id == answer_id, Message.status == "streaming")
@@ -523,7 +550,7 @@ class LiveAnswers:
 
     async def _saved_answer(self, answer_id: str) -> tuple[Message, bool] | None:
         """The saved row, and whether its conversation's lease has run out."""
-        async with self.database.session_maker() as db:
+        async with self._turn(), self.database.session_maker() as db:
             found = (
                 await db.execute(
                     select(Message, Conversation.generating_until)

@@ -27,6 +27,8 @@ class Database:
 
     engine: AsyncEngine
     session_maker: async_sessionmaker[AsyncSession]
+    # Every session shares one connection (tests): background writers must take turns.
+    one_connection: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -70,7 +72,7 @@ class Database:
         session_maker = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
-        return cls(connection.engine, session_maker)
+        return cls(connection.engine, session_maker, one_connection=True)
 
 
 def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:

@@ -171,7 +171,7 @@ async def test_stop_on_the_generating_process_ends_the_stream_as_cancelled(
                     name = line[7:]
                 elif line.startswith("data: "):
                     events.append((name, line[6:]))
-                    if sum(n == "delta" for n, _ in events) == 2:
+                    if stopped is None and sum(n == "delta" for n, _ in events) == 2:
                         start = msgspec.json.decode(events[0][1])
                         stopped = await client.post(f"/api/chat/{start['conversationId']}/stop")
         assert stopped is not None and stopped.status_code == 200
@@ -183,5 +183,9 @@ async def test_stop_on_the_generating_process_ends_the_stream_as_cancelled(
         assert stopped.json()["message"]["content"] == final["assistantMessage"]["content"]
         rows = await _assistant_rows(database, start["conversationId"])
         assert rows == [("cancelled", final["assistantMessage"]["content"])]
+        for _ in range(40):  # the fake notices at its next write
+            if groq_fake.disconnects:
+                break
+            await asyncio.sleep(0.05)
         assert groq_fake.disconnects == 1
         await database.engine.dispose()
