@@ -174,7 +174,8 @@ async def _signed_in(database_url: str) -> None:
 async def _rows_written(database_url: str) -> int:
     connection = await asyncpg.connect(to_libpq(database_url))
     try:
-        await asyncio.sleep(1.2)  # backends publish their statistics about once a second
+        # Idle backends publish their statistics after 10 s (PostgreSQL 15+: PGSTAT_IDLE_INTERVAL).
+        await asyncio.sleep(11)
         await connection.execute("SELECT pg_stat_clear_snapshot()")
         return int(
             await connection.fetchval(
