@@ -1,6 +1,6 @@
 """T4 (search), T5 (inserts with the search index) and T6 (stats) of BENCHMARKS.md.
 
-    uv run python -m bench.sql_bench [--rounds 5] [--runs 20] [--insert-seconds 600]
+    uv run python -m bench.sql_bench [--rounds 5] [--runs 20] [--insert-seconds 600] [--only T6]
 
 Needs the data set of `bench.generate`. Each target runs its baseline in the same run,
 interleaved A B A B; figures go to bench/results/sql.json, query plans to
@@ -93,7 +93,38 @@ async def t4(maker: async_sessionmaker[AsyncSession], rounds: int, runs: int) ->
     return figures
 
 
+# T6's baseline: the statement stats ran before the rollups (revision 0007), which reads every
+# message of the user.
+STATS_FROM_MESSAGES = text("""
+    WITH mine AS (
+        SELECT role, model, status, "promptTokens" AS prompt, "completionTokens" AS completion,
+               "timeToFirstTokenMs" AS ttft, "createdAt" AS created
+        FROM messages WHERE "userId" = :uid
+    )
+    SELECT
+      (SELECT count(*) FROM conversations WHERE "userId" = :uid) AS conversations,
+      (SELECT "createdAt" FROM users WHERE id = :uid) AS joined,
+      (SELECT count(*) FROM mine) AS messages,
+      (SELECT count(*) FROM mine WHERE role = 'user') AS user_messages,
+      (SELECT count(*) FROM mine WHERE role = 'assistant') AS assistant_messages,
+      (SELECT coalesce(sum(prompt), 0) FROM mine) AS prompt,
+      (SELECT coalesce(sum(completion), 0) FROM mine) AS completion,
+      (SELECT min(created) FROM mine) AS first_at,
+      (SELECT max(created) FROM mine) AS last_at,
+      (SELECT coalesce(json_agg(m ORDER BY m.messages DESC, m.model), '[]') FROM (
+          SELECT model, count(*) AS messages, coalesce(sum(prompt), 0) AS prompt,
+                 coalesce(sum(completion), 0) AS completion, avg(ttft) AS ttft,
+                 avg(CASE WHEN status IN ('error', 'incomplete') THEN 1.0 ELSE 0.0 END) AS errors
+          FROM mine WHERE role = 'assistant' GROUP BY model) m) AS models,
+      (SELECT coalesce(json_agg(d ORDER BY d.day), '[]') FROM (
+          SELECT (created AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date AS day, count(*) AS messages,
+                 coalesce(sum(coalesce(prompt, 0) + coalesce(completion, 0)), 0) AS tokens
+          FROM mine GROUP BY 1) d) AS days
+""")
+
+
 async def t6(maker: async_sessionmaker[AsyncSession], rounds: int, runs: int) -> dict[str, Any]:
+    """The stats endpoint's service (rollups) vs the statement over every message, A B A B."""
     uid = await user_id(maker, HEAVY_USER)
     async with maker() as db:
         count = await db.scalar(
@@ -104,9 +135,21 @@ async def t6(maker: async_sessionmaker[AsyncSession], rounds: int, runs: int) ->
         async with maker() as db:
             await user_stats(db, uid, 30, "Europe/Berlin")
 
+    async def baseline() -> None:
+        async with maker() as db:
+            await db.execute(STATS_FROM_MESSAGES, {"uid": uid, "tz": "Europe/Berlin"})
+
     await stats()
-    p95 = [percentile(await timed(stats, runs), 95) for _ in range(rounds)]
-    result = {"user_messages": count, "stats_p95_ms": round(median(p95), 2)}
+    await baseline()
+    a_p95, b_p95 = [], []
+    for _ in range(rounds):
+        a_p95.append(percentile(await timed(baseline, runs), 95))
+        b_p95.append(percentile(await timed(stats, runs), 95))
+    result = {
+        "user_messages": count,
+        "stats_p95_ms": round(median(b_p95), 2),
+        "scan_p95_ms": round(median(a_p95), 2),
+    }
     print("T6", result, flush=True)
     return result
 
@@ -198,31 +241,42 @@ async def explain(maker: async_sessionmaker[AsyncSession]) -> str:
         return "search 'python', heavy user:\n" + "\n".join(r[0] for r in rows)
 
 
-async def measure(url: str, rounds: int, runs: int, insert_seconds: float) -> dict[str, Any]:
+TARGETS = ("T4", "T5", "T6")
+
+
+async def measure(
+    url: str, rounds: int, runs: int, insert_seconds: float, only: tuple[str, ...] = TARGETS
+) -> dict[str, Any]:
     pin_to(0)
     engine = create_async_engine(to_async_url(url), pool_size=8)
     maker = async_sessionmaker(engine, expire_on_commit=False)
     try:
-        figures = {
-            "T4_search": await t4(maker, rounds, runs),
-            "T6_stats": await t6(maker, rounds, runs),
-            "T5_inserts": await t5(maker, rounds, insert_seconds),
-        }
-        from bench.common import RESULTS
+        figures = {}
+        if "T4" in only:
+            figures["T4_search"] = await t4(maker, rounds, runs)
+        if "T6" in only:
+            figures["T6_stats"] = await t6(maker, rounds, runs)
+        if "T5" in only:
+            figures["T5_inserts"] = await t5(maker, rounds, insert_seconds)
+        if "T4" in only:
+            from bench.common import RESULTS
 
-        RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "explain.txt").write_text(await explain(maker) + "\n")
+            RESULTS.mkdir(exist_ok=True)
+            (RESULTS / "explain.txt").write_text(await explain(maker) + "\n")
     finally:
         await engine.dispose()
-    print(f"wrote {write('sql', figures)}")
+    name = "sql" if only == TARGETS else "sql-" + "-".join(only).lower()
+    print(f"wrote {write(name, figures)}")
     return figures
 
 
-def run(rounds: int, runs: int, insert_seconds: float) -> dict[str, Any]:
+def run(
+    rounds: int, runs: int, insert_seconds: float, only: tuple[str, ...] = TARGETS
+) -> dict[str, Any]:
     """Start the embedded server if needed, then measure on the bench database."""
     with database_url_for(load_settings()) as server_url:
         url = bench_database_url(server_url)
-        return asyncio.run(measure(url, rounds, runs, insert_seconds))
+        return asyncio.run(measure(url, rounds, runs, insert_seconds, only))
 
 
 def main() -> None:
@@ -230,8 +284,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--insert-seconds", type=float, default=600.0)
+    parser.add_argument("--only", default=",".join(TARGETS), help="for example T6 or T5,T6")
     args = parser.parse_args()
-    run(args.rounds, args.runs, args.insert_seconds)
+    only = tuple(t.strip().upper() for t in args.only.split(","))
+    if not set(only) <= set(TARGETS):
+        parser.error(f"--only: choose from {', '.join(TARGETS)}")
+    run(args.rounds, args.runs, args.insert_seconds, only)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, Index, Integer, MetaData, Text
+from sqlalchemy import BigInteger, Boolean, Index, Integer, MetaData, Text
 from sqlalchemy import Table as SqlTable
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.sql.elements import TextClause
@@ -44,7 +44,8 @@ ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
 
 def _prisma_type(kind: Any) -> str:
     for sql_type, prisma in ((TIMESTAMP, "DateTime"), (JSONB, "Json"), (Boolean, "Boolean"),
-                             (Integer, "Int"), (Text, "String")):  # fmt: skip
+                             (BigInteger, "BigInt"), (Integer, "Int"),  # BigInteger first
+                             (Text, "String")):  # fmt: skip
         if isinstance(kind, sql_type):
             return prisma
     raise ValueError(f"no Prisma type for {kind!r}")
@@ -73,7 +74,7 @@ def _default(column: Any) -> Any:
     return None
 
 
-def _field(column: Any, unique: bool) -> Field:
+def _field(column: Any, unique: bool, single_key: bool = True) -> Field:
     if column.computed is not None:
         # A generated column (the search vectors): Prisma reads it as Unsupported and
         # never writes it; the expression is kept so `check` can compare it.
@@ -89,7 +90,7 @@ def _field(column: Any, unique: bool) -> Field:
     found = Field(
         column.name, prisma_type, optional=column.nullable and not is_list, is_list=is_list
     )
-    if column.primary_key:
+    if column.primary_key and single_key:
         found.attributes.append(Attribute("id"))
     default = _default(column)
     if default is not None:
@@ -170,11 +171,15 @@ def _extend(model: Model, table: SqlTable, new_model: bool) -> None:
         ),
         len(model.fields),
     )
+    key = [c.name for c in table.primary_key.columns]
     for column in table.columns:
         if column.name in known:
             continue
-        model.fields.insert(insert_at, _field(column, new_model and column.name in single_unique))
+        unique = new_model and column.name in single_unique
+        model.fields.insert(insert_at, _field(column, unique, single_key=len(key) == 1))
         insert_at += 1
+    if new_model and len(key) > 1:
+        model.attributes.insert(-1, Attribute("@id", [[Ref(c) for c in key]]))
     declared = {
         tuple(str(getattr(r, "name", r)) for r in (a.arg("fields") or []))
         for a in model.attributes
@@ -198,8 +203,10 @@ def _extend(model: Model, table: SqlTable, new_model: bool) -> None:
             model.attributes.insert(-1, attribute)
         else:
             left_out += [f"//   {_attribute(attribute)}", f"//     {index.name}: {reason}"]
+    if new_model and table.comment:
+        model.comment = [f"/// {table.comment}"]
     if left_out:
-        model.comment = [
+        model.comment += [
             "// Also in the database, made by the migrations, but left out below because",
             "// Prisma's schema language cannot declare them (`chatwithme prisma check` still",
             "// compares them):",

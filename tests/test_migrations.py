@@ -126,11 +126,11 @@ def test_check_reports_a_database_that_drifted_from_the_models(
 ) -> None:
     url = databases.create()
     in_thread(migrate.upgrade, url)
-    in_thread(asyncio.run, _execute(url, 'ALTER TABLE "messages" DROP COLUMN "model"'))
+    in_thread(asyncio.run, _execute(url, 'ALTER TABLE "messages" DROP COLUMN "finishReason"'))
     state = in_thread(migrate.status, url)
     assert state.at_head
     assert not state.ok
-    assert any("model" in difference for difference in state.differences)
+    assert any("finishReason" in difference for difference in state.differences)
 
 
 def test_db_commands_work_from_any_directory(database_url: str, tmp_path: Path) -> None:

@@ -11,7 +11,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Computed, ForeignKey, Index, Integer, MetaData, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Computed,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -261,3 +271,37 @@ class UserPreferences(Base):
     updated_at: Mapped[datetime] = mapped_column(
         "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
     )
+
+
+DERIVED: dict[str, Any] = {"comment": "Derived from messages by triggers; do not write."}
+
+
+class UserMessageBucket(Base):
+    """Messages and tokens per user per quarter hour (UTC), kept exact by triggers on
+    messages (revision 0007); stats sum them into days of any time zone. Read-only here."""
+
+    __tablename__ = "user_message_buckets"
+    __table_args__ = (DERIVED,)
+
+    user_id: Mapped[str] = mapped_column("userId", Text, primary_key=True)
+    bucket: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserModelUsage(Base):
+    """Per user, role and model ('' for none): counts and sums that stats read, kept exact by
+    triggers on messages (revision 0007). Read-only here."""
+
+    __tablename__ = "user_model_usages"
+    __table_args__ = (DERIVED,)
+
+    user_id: Mapped[str] = mapped_column("userId", Text, primary_key=True)
+    role: Mapped[str] = mapped_column(Text, primary_key=True)
+    model: Mapped[str] = mapped_column(Text, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column("promptTokens", BigInteger)
+    completion_tokens: Mapped[int] = mapped_column("completionTokens", BigInteger)
+    time_to_first_token_ms_total: Mapped[int] = mapped_column("timeToFirstTokenMsTotal", BigInteger)
+    timed_messages: Mapped[int] = mapped_column("timedMessages", Integer)
+    failed_messages: Mapped[int] = mapped_column("failedMessages", Integer)

@@ -1,4 +1,5 @@
-"""Per-user statistics, read in one snapshot (REPEATABLE READ) so the numbers agree."""
+"""Per-user statistics from the rollups that triggers keep with the messages (revision 0007),
+read in one statement so the numbers agree."""
 
 from __future__ import annotations
 
@@ -61,45 +62,56 @@ def validate(days: int | None, tz: str | None) -> tuple[int, str]:
     return window, zone
 
 
-# One statement: PostgreSQL reads it from one snapshot, so under concurrent writes the
+# Every time zone offset in use since 1980 is a whole number of quarter hours, so a quarter
+# hour bucket (user_message_buckets) lies inside one local day in any zone. Older messages,
+# if any, are counted one by one.
+EXACT_BUCKETS_SINCE = datetime(1980, 1, 1)
+
+# One statement: PostgreSQL reads it from one snapshot, and the triggers that keep the rollups
+# (revision 0007) write in the messages' own transactions, so under concurrent writes the
 # totals, the per-model figures and the days always agree with each other.
 STATS = text("""
-    WITH mine AS (
-        SELECT role, model, status, "promptTokens" AS prompt, "completionTokens" AS completion,
-               "timeToFirstTokenMs" AS ttft, "createdAt" AS created
-        FROM messages WHERE "userId" = :uid
-    )
     SELECT
       (SELECT count(*) FROM conversations WHERE "userId" = :uid) AS conversations,
       (SELECT "createdAt" FROM users WHERE id = :uid) AS joined,
-      (SELECT count(*) FROM mine) AS messages,
-      (SELECT count(*) FROM mine WHERE role = 'user') AS user_messages,
-      (SELECT count(*) FROM mine WHERE role = 'assistant') AS assistant_messages,
-      (SELECT coalesce(sum(prompt), 0) FROM mine) AS prompt,
-      (SELECT coalesce(sum(completion), 0) FROM mine) AS completion,
-      (SELECT min(created) FROM mine) AS first_at,
-      (SELECT max(created) FROM mine) AS last_at,
-      (SELECT coalesce(json_agg(m ORDER BY m.messages DESC, m.model), '[]') FROM (
-          SELECT model, count(*) AS messages, coalesce(sum(prompt), 0) AS prompt,
-                 coalesce(sum(completion), 0) AS completion, avg(ttft) AS ttft,
-                 avg(CASE WHEN status IN ('error', 'incomplete') THEN 1.0 ELSE 0.0 END) AS errors
-          FROM mine WHERE role = 'assistant' GROUP BY model) m) AS models,
+      (SELECT min("createdAt") FROM messages WHERE "userId" = :uid) AS first_at,
+      (SELECT max("createdAt") FROM messages WHERE "userId" = :uid) AS last_at,
+      (SELECT coalesce(json_agg(u ORDER BY u.role, u.model), '[]') FROM (
+          SELECT role, nullif(model, '') AS model, messages, "promptTokens" AS prompt,
+                 "completionTokens" AS completion,
+                 "timeToFirstTokenMsTotal"::numeric / nullif("timedMessages", 0) AS ttft,
+                 "failedMessages"::numeric / messages AS errors
+          FROM user_model_usages WHERE "userId" = :uid AND messages > 0) u) AS usages,
       (SELECT coalesce(json_agg(d ORDER BY d.day), '[]') FROM (
-          SELECT (created AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date AS day, count(*) AS messages,
-                 coalesce(sum(coalesce(prompt, 0) + coalesce(completion, 0)), 0) AS tokens
-          FROM mine GROUP BY 1) d) AS days
+          SELECT day, sum(messages) AS messages, sum(tokens) AS tokens FROM (
+              SELECT (bucket AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date AS day, messages, tokens
+              FROM user_message_buckets
+              WHERE "userId" = :uid AND bucket >= :exact_since AND messages > 0
+              UNION ALL
+              SELECT ("createdAt" AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date, 1,
+                     coalesce("promptTokens", 0) + coalesce("completionTokens", 0)
+              FROM messages WHERE "userId" = :uid AND "createdAt" < :exact_since
+          ) counted GROUP BY day) d) AS days
 """)
 
 
 async def user_stats(db: AsyncSession, user_id: str, days: int, tz: str) -> Stats:
-    """All figures from one statement, hence one consistent snapshot."""
-    row = (await db.execute(STATS, {"uid": user_id, "tz": tz})).one()
+    """All figures from one statement over the rollups, hence one consistent snapshot."""
+    row = (
+        await db.execute(STATS, {"uid": user_id, "tz": tz, "exact_since": EXACT_BUCKETS_SINCE})
+    ).one()
+    usages = _json(row.usages)
     per_day = {date.fromisoformat(d["day"]): d for d in _json(row.days)}
     today = datetime.now(ZoneInfo(tz)).date()
+    answers = [u for u in usages if u["role"] == "assistant"]
+    answers.sort(key=lambda u: -u["messages"])  # stable: ties keep the model order from SQL
     return Stats(
         conversation_count=row.conversations,
-        message_count=row.messages,
-        messages_by_role={"user": row.user_messages, "assistant": row.assistant_messages},
+        message_count=sum(u["messages"] for u in usages),
+        messages_by_role={
+            role: sum(u["messages"] for u in usages if u["role"] == role)
+            for role in ("user", "assistant")
+        },
         models=[
             ModelStats(
                 model=m["model"],
@@ -111,9 +123,12 @@ async def user_stats(db: AsyncSession, user_id: str, days: int, tz: str) -> Stat
                 else None,
                 error_rate=round(float(m["errors"]), 4),
             )
-            for m in _json(row.models)
+            for m in answers
         ],
-        tokens=Tokens(prompt=int(row.prompt), completion=int(row.completion)),
+        tokens=Tokens(
+            prompt=sum(int(u["prompt"]) for u in usages),
+            completion=sum(int(u["completion"]) for u in usages),
+        ),
         first_message_at=as_utc(row.first_at) if row.first_at else None,
         last_message_at=as_utc(row.last_at) if row.last_at else None,
         joined_at=as_utc(row.joined),
