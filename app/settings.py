@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, validation_alias="SHUTDOWN_GRACE_SECONDS"
     )
+    quota_daily_messages: int | None = Field(
+        default=None, ge=1, validation_alias="QUOTA_DAILY_MESSAGES"
+    )
+    quota_daily_tokens: int | None = Field(
+        default=None, ge=1, validation_alias="QUOTA_DAILY_TOKENS"
+    )
     chat_rate_limit: int = Field(default=20, ge=1, validation_alias="CHAT_RATE_LIMIT")
     chat_rate_window: int = Field(default=60, ge=1, validation_alias="CHAT_RATE_WINDOW")
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
@@ -142,6 +148,8 @@ class Settings(BaseSettings):
         "smtp_url",
         "metrics_enabled",
         "metrics_token",
+        "quota_daily_messages",
+        "quota_daily_tokens",
         mode="before",
     )
     @classmethod

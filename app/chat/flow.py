@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chat import schemas
 from app.chat.history import PastMessage, Window, history_window
 from app.chat.live import LEASE, Ended, LiveAnswers, Piece, Question, Text
+from app.chat.quotas import QuotaService
 from app.chat.services import ConversationService, MessageService, message_schema, title_from
 from app.db.models import Conversation, Message, UserPreferences
 from app.lib.errors import Conflict, InvalidInput
@@ -125,6 +126,7 @@ class ChatFlow:
             repeated = await self._repeat(db, user_id, client_message_id)
             if repeated is not None:
                 return repeated
+        await QuotaService(db, user_id, self.settings).check()
         chosen = await self._choose_model(db, user_id, model)
         conversations = ConversationService(db, user_id)
         if conversation_id is None:
@@ -143,6 +145,7 @@ class ChatFlow:
         self, db: AsyncSession, user_id: str, conversation_id: str, model: str | None
     ) -> Exchange:
         """Answer the last user message again; earlier answers become previous versions."""
+        await QuotaService(db, user_id, self.settings).check()
         chosen = await self._choose_model(db, user_id, model)
         conversations = ConversationService(db, user_id)
         await conversations.start_generation(conversation_id, LEASE)

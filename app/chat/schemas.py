@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -149,3 +149,26 @@ class ChatResult(CamelStruct):
     conversation_id: str
     user_message: Message
     ai_message: Message
+
+
+class ModelUsage(CamelStruct):
+    model: str | None
+    messages: int
+    tokens: int
+
+
+class Budget(CamelStruct):
+    used: int
+    limit: int | None  # None: unlimited
+    remaining: int | None
+
+
+class UsageReport(CamelStruct):
+    """Today's use of the daily budgets, in the user's time zone."""
+
+    day: date
+    time_zone: str
+    resets_at: datetime
+    messages: Budget
+    tokens: Budget
+    models: list[ModelUsage]

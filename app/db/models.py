@@ -265,6 +265,8 @@ class UserPreferences(Base):
     )
     theme: Mapped[str] = mapped_column(Text, server_default=text("'dark'"), default="dark")
     language: Mapped[str] = mapped_column(Text, server_default=text("'en'"), default="en")
+    # Revision 0008: an IANA zone name; the user's day for daily quotas (NULL: UTC).
+    time_zone: Mapped[str | None] = mapped_column("timeZone", Text)
     created_at: Mapped[datetime] = mapped_column(
         "createdAt", Timestamp, server_default=NOW, default=utc_now
     )

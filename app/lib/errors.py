@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(Exception):
     """Base of every error a service raises on purpose."""
 
     title = "Error"
+    extra: dict[str, Any]  # more members of the problem body
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.extra = {}
 
 
 class NotFound(DomainError):
@@ -49,6 +53,16 @@ class RateLimited(DomainError):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = max(1, retry_after)
+
+
+class QuotaExceeded(RateLimited):
+    """A daily budget of the user is used up; `extra` names it, its limit and when it resets."""
+
+    title = "Quota Exceeded"
+
+    def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after)
+        self.extra = extra
 
 
 class ServiceUnavailable(DomainError):

@@ -59,7 +59,7 @@ def _domain_error(request: Request[Any, Any, Any], exc: errors.DomainError) -> R
     headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
     if status == 400:  # every 400 lists what was refused, as validation errors do
         return problem(status, exc.title, exc.detail, errors=[_field_of(request, exc.detail)])
-    return problem(status, exc.title, exc.detail, headers=headers)
+    return problem(status, exc.title, exc.detail, headers=headers, **exc.extra)
 
 
 def _field_of(request: Request[Any, Any, Any], detail: str) -> dict[str, Any]:

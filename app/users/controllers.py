@@ -9,6 +9,8 @@ from litestar.params import JSONBody
 from app.auth import cookies
 from app.auth.cookies import CookieNames
 from app.auth.guard import CurrentIdentity
+from app.chat.quotas import QuotaService
+from app.chat.schemas import UsageReport
 from app.lib.deps import AppSettings, DbSession
 from app.llm.router import ModelRouter
 from app.users import schemas
@@ -60,6 +62,14 @@ class UserController(Controller):
         """Change `defaultModel` (an available model), `theme` or `language`."""
         service = UserService(db_session, identity.user_id)
         return preferences_schema(await service.update_preferences(data, router.catalogue))
+
+    @get("/usage")
+    async def usage(
+        self, db_session: DbSession, identity: CurrentIdentity, settings: AppSettings
+    ) -> UsageReport:
+        """Today's messages and tokens against the daily budgets (in your `timeZone`), per
+        model, and when they reset."""
+        return await QuotaService(db_session, identity.user_id, settings).usage()
 
     @get("/export")
     async def export(

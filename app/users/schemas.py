@@ -31,6 +31,7 @@ class Preferences(CamelStruct):
     default_model: str
     theme: str
     language: str
+    time_zone: str | None  # IANA name; the day of daily quotas (None: UTC)
     updated_at: datetime
 
 
@@ -38,6 +39,7 @@ class PreferencesUpdate(CamelStruct, forbid_unknown_fields=False):
     default_model: str | msgspec.UnsetType = msgspec.UNSET
     theme: str | msgspec.UnsetType = msgspec.UNSET
     language: str | msgspec.UnsetType = msgspec.UNSET
+    time_zone: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class UserExport(CamelStruct):

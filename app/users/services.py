@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.chat.quotas import zone_or_utc
 from app.chat.services import message_schema
 from app.db.models import Account, Conversation, Message, Session, User, UserPreferences
 from app.lib.errors import InvalidInput, NotFound
@@ -42,6 +43,7 @@ def preferences_schema(row: UserPreferences) -> schemas.Preferences:
         default_model=row.default_model,
         theme=row.theme,
         language=row.language,
+        time_zone=row.time_zone,
         updated_at=as_utc(row.updated_at),
     )
 
@@ -106,6 +108,10 @@ class UserService:
             if len(data.language) > 35 or not BCP47.match(data.language):
                 raise InvalidInput("language: must be a BCP 47 language tag such as en or pt-BR")
             row.language = data.language
+        if data.time_zone is not msgspec.UNSET:
+            if data.time_zone is not None and zone_or_utc(data.time_zone) != data.time_zone:
+                raise InvalidInput("timeZone: not an IANA time zone name (such as Europe/Berlin)")
+            row.time_zone = data.time_zone
         row.updated_at = utc_now()
         await self.db.flush()
         return row
