@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,9 +20,8 @@ from app.chat.history import PastMessage, Window, history_window
 from app.chat.live import LEASE, Ended, LiveAnswers, Piece, Question, Text
 from app.chat.quotas import QuotaService
 from app.chat.services import ConversationService, MessageService, message_schema, title_from
-from app.db.models import Conversation, Message, UserPreferences
+from app.db.models import Message, UserPreferences
 from app.lib.errors import Conflict, InvalidInput
-from app.lib.time import utc_now
 from app.llm.catalogue import UnknownModel
 from app.llm.types import ModelInfo
 from app.settings import Settings
@@ -168,11 +167,6 @@ class ChatFlow:
         window = past(question.content)
         answer = await messages.add_answer(
             question, model.id, model.provider, [*window.included_ids, question.id]
-        )
-        await db.execute(
-            update(Conversation)
-            .where(Conversation.id == question.conversation_id)
-            .values(updated_at=utc_now())
         )
         try:
             await db.commit()  # question and answer row are durable before the model is asked

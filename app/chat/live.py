@@ -453,29 +453,33 @@ class LiveAnswers:
             (Message.status == "cancelled", "cancelled"), else_=values["status"]
         )
         other = aliased(Message)
-        async with self.database.session_maker() as db:
-            status = await db.scalar(
-                update(Message)
-                .where(Message.id == row.id)
-                .values(**values)
-                .returning(Message.status)
+        answered = (
+            update(Message)
+            .where(Message.id == row.id)
+            .values(**values)
+            .returning(Message.status)
+            .cte("answered")
+        )
+        released = (
+            update(Conversation)
+            .where(
+                Conversation.id == question.conversation_id,
+                # Release only our own lease: not one a newer generation took after ours had
+                # expired while the database was away.
+                ~exists().where(
+                    and_(
+                        other.conversation_id == question.conversation_id,
+                        other.status == "streaming",
+                        other.id != row.id,
+                    )
+                ),
             )
-            await db.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id == question.conversation_id,
-                    # Release only our own lease: not one a newer generation took after ours
-                    # had expired while the database was away.
-                    ~exists().where(
-                        and_(
-                            other.conversation_id == question.conversation_id,
-                            other.status == "streaming",
-                            other.id != row.id,
-                        )
-                    ),
-                )
-                .values(updated_at=utc_now(), generating_until=None)
-            )
+            .values(updated_at=utc_now(), generating_until=None)
+            .returning(Conversation.id)
+            .cte("released")
+        )
+        async with self.database.session_maker() as db:  # one statement, one round trip
+            status = await db.scalar(select(answered.c.status).add_cte(released))
             await db.commit()
         return status
 

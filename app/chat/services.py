@@ -180,7 +180,8 @@ class ConversationService:
             raise NotFound("No such conversation.")
 
     async def start_generation(self, conversation_id: str, lease: timedelta) -> None:
-        """Take the conversation's generation lease, or refuse: one answer at a time."""
+        """Take the conversation's generation lease, or refuse: one answer at a time. Taking
+        it is activity: the conversation moves to the top of the list."""
         now = utc_now()
         earlier = (
             select(Conversation.id, Conversation.generating_until.label("until"))
@@ -195,7 +196,7 @@ class ConversationService:
                     Conversation.id == earlier.c.id,
                     or_(earlier.c.until.is_(None), earlier.c.until < now),
                 )
-                .values(generating_until=now + lease)
+                .values(generating_until=now + lease, updated_at=now)
                 .returning(earlier.c.until)
             )
         ).first()
