@@ -29,6 +29,19 @@ from app.auth.cookies import CookieNames
 from app.settings import Settings
 
 PROBLEM_JSON = "application/problem+json"
+EVENT_STREAM = "text/event-stream"
+SSE_EVENT = {
+    "type": "object",
+    "description": "One server-sent event; `data` is JSON text (or `[DONE]` at the end of an "
+    "AI SDK UI message stream).",
+    "properties": {
+        "event": {"type": "string"},
+        "data": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
 SIGNED_IN: list[dict[str, list[str]]] = [{"bearer": []}, {"sessionCookie": []}]
 ASSETS = "/schema/assets"
 PUBLIC_SESSIONLESS = {"public": True, "sessionless": True, "exclude_from_metrics": True}
@@ -221,6 +234,10 @@ def _complete_operation(
         content = operation["responses"][str(status)].setdefault("content", {})
         for media_type in media_types:
             content.setdefault(media_type, {"schema": {"type": "string"}})
+    # A stream is read event by event: describe one event, whatever the handler declared.
+    for response in operation.get("responses", {}).values():
+        if EVENT_STREAM in response.get("content", {}):
+            response["content"][EVENT_STREAM] = {"schema": SSE_EVENT}
     # A 204 has no body, whatever the handler's return annotation suggests.
     operation.get("responses", {}).get("204", {}).pop("content", None)
     # Every error answer is a problem document, whatever Litestar guessed.

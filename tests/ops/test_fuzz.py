@@ -30,11 +30,13 @@ SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 CONFIG = str(Path(__file__).parent / "schemathesis.toml")  # the checks, and what is pending
 EXAMPLES = os.environ.get("CHATWITHME_FUZZ_EXAMPLES", "50")
 SEED = os.environ.get("CHATWITHME_FUZZ_SEED", "20261122")
+THROWAWAY_EMAIL = "fuzzer-throwaway@example.com"
 DEADLINE_SECONDS = 420  # a hung run fails instead of holding CI
 
 
 async def _conversations(base_url: str) -> dict[str, str]:
-    """Ids of two chats by the fuzzer's user (see fuzz_hooks.py), for schemathesis.toml."""
+    """Ids of two chats by the fuzzer's user (see fuzz_hooks.py), and a throwaway user's token,
+    for schemathesis.toml."""
     found: dict[str, str] = {}
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         signed_in = await client.post("/api/auth/dev-login", json={"email": FUZZER_EMAIL})
@@ -48,6 +50,9 @@ async def _conversations(base_url: str) -> dict[str, str]:
             assert chat.status_code == 200, chat.text
             found[f"FUZZ_{which}CONVERSATION_ID"] = chat.json()["conversationId"]
             found[f"FUZZ_{which}MESSAGE_ID"] = chat.json()["aiMessage"]["id"]
+        client.cookies.clear()  # a cookie session would need a CSRF token for the next POST
+        throwaway = await client.post("/api/auth/dev-login", json={"email": THROWAWAY_EMAIL})
+        found["FUZZ_THROWAWAY_TOKEN"] = throwaway.json()["sessionToken"]
     return found
 
 
