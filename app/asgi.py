@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
@@ -24,6 +25,7 @@ from app.chat.controllers import (
 )
 from app.chat.flow import ChatFlow
 from app.chat.live import LiveAnswers
+from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.health import health
 from app.lib.input import CheckedRequest, refuse_nul_parameters
@@ -90,6 +92,7 @@ def create_app(
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
     )
     flow = ChatFlow(settings, answers)
+    purger = TrashPurger(database, timedelta(days=settings.trash_retention_days))
     handlers: list[Any] = [
         health,
         AuthController,
@@ -125,9 +128,10 @@ def create_app(
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[refresh_session_cookie],
-        on_startup=[answers.start],
+        on_startup=[answers.start, purger.start],
         # Answers in flight first: they still need the model router and the database.
         on_shutdown=[
+            purger.aclose,
             answers.aclose,
             router.aclose,
             *([redis.aclose] if redis is not None else []),

@@ -165,6 +165,43 @@ def seed_demo_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def purge_command(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import timedelta
+
+    from app.chat.trash import parse_age, purge
+    from app.db.engine import Database
+
+    settings = load_settings()
+    try:
+        older_than = (
+            parse_age(args.older_than)
+            if args.older_than
+            else timedelta(days=settings.trash_retention_days)
+        )
+    except ValueError as exc:
+        print(f"chatwithme purge: error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run(url: str) -> str:
+        database = Database.from_url(url, settings)
+        try:
+            async with database.session_maker() as db:
+                purged = await purge(db, older_than, dry_run=args.dry_run)
+                await db.commit()
+        finally:
+            await database.engine.dispose()
+        verb = "would remove" if args.dry_run else "removed"
+        age = args.older_than or f"{settings.trash_retention_days}d"
+        return f"{verb} {purged} trashed more than {age} ago"
+
+    with database_url_for(settings) as url:
+        if settings.uses_embedded_database:
+            migrate.upgrade(url)
+        print(asyncio.run(run(url)))
+    return 0
+
+
 def prisma_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -216,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_parser = commands.add_parser("seed-demo", help="create a demo user with conversations")
     demo_parser.set_defaults(handler=seed_demo_command)
+
+    purge_parser = commands.add_parser("purge", help="remove what has been in the trash too long")
+    purge_parser.add_argument(
+        "--older-than", help="trashed before this long ago: 30d, 12h (default TRASH_RETENTION_DAYS)"
+    )
+    purge_parser.add_argument("--dry-run", action="store_true", help="only count what would go")
+    purge_parser.set_defaults(handler=purge_command)
     return parser
 
 

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     quota_daily_tokens: int | None = Field(
         default=None, ge=1, validation_alias="QUOTA_DAILY_TOKENS"
     )
+    # How long a deleted conversation or message stays in the trash before it is purged.
+    trash_retention_days: int = Field(
+        default=30, ge=0, le=36_500, validation_alias="TRASH_RETENTION_DAYS"
+    )
     chat_rate_limit: int = Field(default=20, ge=1, validation_alias="CHAT_RATE_LIMIT")
     chat_rate_window: int = Field(default=60, ge=1, validation_alias="CHAT_RATE_WINDOW")
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")

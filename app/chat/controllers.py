@@ -204,12 +204,38 @@ class ConversationController(Controller):
         row = await service.rename(conversation_id, _title(data.title, settings))
         return _detail(row)
 
+    @get("/trash")
+    async def list_trash(
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        limit: FromQuery[int | None] = None,
+        cursor: FromQuery[str | None] = None,
+    ) -> schemas.TrashPage:
+        """Deleted conversations, newest deletion first, until restored or purged (after
+        `TRASH_RETENTION_DAYS`); pass `nextCursor` back as `cursor` for the next page."""
+        return await ConversationService(db_session, identity.user_id).trash(limit, cursor)
+
     @delete("/{conversation_id:str}", status_code=204)
     async def delete_conversation(
-        self, db_session: DbSession, identity: CurrentIdentity, conversation_id: FromPath[str]
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        conversation_id: FromPath[str],
+        permanent: FromQuery[bool] = False,
     ) -> None:
-        """Delete it with all its messages."""
-        await ConversationService(db_session, identity.user_id).delete(conversation_id)
+        """Move it with its messages to the trash; `permanent=true` deletes it for good at
+        once (also one already in the trash)."""
+        await ConversationService(db_session, identity.user_id).delete(conversation_id, permanent)
+
+    @post("/{conversation_id:str}/restore", status_code=200)
+    async def restore_conversation(
+        self, db_session: DbSession, identity: CurrentIdentity, conversation_id: FromPath[str]
+    ) -> schemas.ConversationDetail:
+        """Bring it back from the trash with the messages deleted with it."""
+        row = await ConversationService(db_session, identity.user_id).restore(conversation_id)
+        page = await MessageService(db_session, identity.user_id).page(row.id, None, None)
+        return _detail(row, page)
 
     @get("/{conversation_id:str}/messages")
     async def list_messages(
@@ -304,7 +330,7 @@ class MessageController(Controller):
     async def delete_message(
         self, db_session: DbSession, identity: CurrentIdentity, message_id: FromPath[str]
     ) -> None:
-        """Delete one of your messages."""
+        """Move one of your messages to the trash (purged after `TRASH_RETENTION_DAYS`)."""
         await MessageService(db_session, identity.user_id).delete_owned(message_id)
 
     @put("/{message_id:str}/reactions/{reaction:str}", status_code=204)

@@ -113,6 +113,21 @@ class ConversationPage(CamelStruct):
     next_cursor: str | None
 
 
+class TrashedConversation(CamelStruct):
+    id: str
+    title: str | None
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime
+    # The messages its restore brings back.
+    message_count: int
+
+
+class TrashPage(CamelStruct):
+    conversations: list[TrashedConversation]
+    next_cursor: str | None
+
+
 class MessagePage(CamelStruct):
     messages: list[Message]
     next_cursor: str | None  # pass as `before` for older messages

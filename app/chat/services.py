@@ -70,7 +70,9 @@ class ConversationService:
     async def get_owned(self, conversation_id: str) -> Conversation:
         found = await self.db.scalar(
             select(Conversation).where(
-                Conversation.id == conversation_id, Conversation.user_id == self.user_id
+                Conversation.id == conversation_id,
+                Conversation.user_id == self.user_id,
+                Conversation.deleted_at.is_(None),
             )
         )
         if found is None:
@@ -88,13 +90,19 @@ class ConversationService:
                 Message.role.label("role"),
                 Message.created_at.label("at"),
             )
-            .where(Message.conversation_id == Conversation.id, Message.superseded_at.is_(None))
+            .where(
+                Message.conversation_id == Conversation.id,
+                Message.superseded_at.is_(None),
+                Message.deleted_at.is_(None),
+            )
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(1)
             .lateral("last")
         )
         counted = (
-            select(func.count()).where(Message.conversation_id == Conversation.id).scalar_subquery()
+            select(func.count())
+            .where(Message.conversation_id == Conversation.id, Message.deleted_at.is_(None))
+            .scalar_subquery()
         )
         query = (
             select(
@@ -108,7 +116,7 @@ class ConversationService:
                 last.c.at.label("last_at"),
             )
             .outerjoin(last, literal_column("true"))
-            .where(Conversation.user_id == self.user_id)
+            .where(Conversation.user_id == self.user_id, Conversation.deleted_at.is_(None))
             .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
             .limit(size + 1)
         )
@@ -170,14 +178,114 @@ class ConversationService:
         await self.db.flush()
         return conversation
 
-    async def delete(self, conversation_id: str) -> None:
+    async def delete(self, conversation_id: str, permanent: bool = False) -> None:
+        """Into the trash with its messages (one instant for all, so that a restore brings
+        back exactly those), or, `permanent`, gone at once (also from the trash)."""
+        if permanent:
+            gone = await self.db.scalar(
+                delete(Conversation)
+                .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
+                .returning(Conversation.id)
+            )
+            if gone is None:
+                raise NotFound("No such conversation.")
+            return
+        now = utc_now()
         gone = await self.db.scalar(
-            delete(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.user_id == self.user_id,
+                Conversation.deleted_at.is_(None),
+            )
+            # Trashing is no activity: updatedAt stays, and comes back as it was.
+            .values(deleted_at=now, updated_at=Conversation.updated_at)
             .returning(Conversation.id)
         )
         if gone is None:
             raise NotFound("No such conversation.")
+        await self.db.execute(
+            update(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.user_id == self.user_id,
+                Message.deleted_at.is_(None),
+            )
+            .values(deleted_at=now)
+        )
+
+    async def trash(self, limit: int | None, cursor: str | None) -> schemas.TrashPage:
+        """The user's trashed conversations, newest deletion first."""
+        size = clamp(limit, 20, MAX_CONVERSATIONS_PAGE)
+        counted = (
+            select(func.count())
+            .where(
+                Message.conversation_id == Conversation.id,
+                Message.deleted_at == Conversation.deleted_at,
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(Conversation, counted.label("message_count"))
+            .where(Conversation.user_id == self.user_id, Conversation.deleted_at.is_not(None))
+            .order_by(Conversation.deleted_at.desc(), Conversation.id.desc())
+            .limit(size + 1)
+        )
+        if cursor:
+            at, row_id = decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    Conversation.deleted_at < at,
+                    and_(Conversation.deleted_at == at, Conversation.id < row_id),
+                )
+            )
+        rows = (await self.db.execute(query)).all()
+        page = rows[:size]
+        return schemas.TrashPage(
+            conversations=[
+                schemas.TrashedConversation(
+                    id=row.id,
+                    title=row.title,
+                    created_at=as_utc(row.created_at),
+                    updated_at=as_utc(row.updated_at),
+                    deleted_at=as_utc(row.deleted_at),
+                    message_count=count,
+                )
+                for row, count in page
+            ],
+            next_cursor=encode_cursor(page[-1][0].deleted_at, page[-1][0].id)
+            if len(rows) > size
+            else None,
+        )
+
+    async def restore(self, conversation_id: str) -> Conversation:
+        """Out of the trash, with the messages trashed with it (not those deleted before)."""
+        before = Conversation.__table__.alias("before")
+        trashed_at = await self.db.scalar(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.user_id == self.user_id,
+                Conversation.deleted_at.is_not(None),
+            )
+            .values(deleted_at=None, updated_at=Conversation.updated_at)
+            # A subquery in RETURNING reads the row as it was before this statement.
+            .returning(
+                select(before.c.deletedAt).where(before.c.id == conversation_id).scalar_subquery()
+            )
+        )
+        if trashed_at is None:
+            raise NotFound("No such conversation in the trash.")
+        await self.db.execute(
+            update(Message)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.user_id == self.user_id,
+                Message.deleted_at == trashed_at,
+            )
+            .values(deleted_at=None)
+        )
+        return await self.get_owned(conversation_id)
 
     async def start_generation(self, conversation_id: str, lease: timedelta) -> None:
         """Take the conversation's generation lease, or refuse: one answer at a time. Taking
@@ -185,7 +293,11 @@ class ConversationService:
         now = utc_now()
         earlier = (
             select(Conversation.id, Conversation.generating_until.label("until"))
-            .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.user_id == self.user_id,
+                Conversation.deleted_at.is_(None),
+            )
             .with_for_update()
             .cte("earlier")
         )
@@ -220,6 +332,10 @@ class MessageService:
     def _owned(self) -> Any:
         return Message.user_id == self.user_id
 
+    def _live(self) -> Any:
+        """The caller's messages that are not in the trash."""
+        return and_(Message.user_id == self.user_id, Message.deleted_at.is_(None))
+
     async def page(
         self,
         conversation_id: str,
@@ -231,7 +347,7 @@ class MessageService:
         size = clamp(limit, 50, MAX_MESSAGES_PAGE)
         query = (
             select(Message)
-            .where(Message.conversation_id == conversation_id, self._owned())
+            .where(Message.conversation_id == conversation_id, self._live())
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(size + 1)
         )
@@ -255,7 +371,7 @@ class MessageService:
         return list(
             await self.db.scalars(
                 select(Message)
-                .where(Message.conversation_id == conversation_id, self._owned())
+                .where(Message.conversation_id == conversation_id, self._live())
                 .order_by(Message.created_at, Message.id)
             )
         )
@@ -268,7 +384,7 @@ class MessageService:
             select(Message.id, Message.role, Message.content)
             .where(
                 Message.conversation_id == conversation_id,
-                self._owned(),
+                self._live(),
                 Message.superseded_at.is_(None),
                 Message.status.not_in(("error", "streaming")),
                 Message.content != "",
@@ -366,9 +482,7 @@ class MessageService:
     async def last_user_message(self, conversation_id: str) -> Message:
         found = await self.db.scalar(
             select(Message)
-            .where(
-                Message.conversation_id == conversation_id, self._owned(), Message.role == "user"
-            )
+            .where(Message.conversation_id == conversation_id, self._live(), Message.role == "user")
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(1)
         )
@@ -388,15 +502,19 @@ class MessageService:
         )
 
     async def delete_owned(self, message_id: str) -> None:
+        """Into the trash (purged with the rest of it)."""
         gone = await self.db.scalar(
-            delete(Message).where(Message.id == message_id, self._owned()).returning(Message.id)
+            update(Message)
+            .where(Message.id == message_id, self._live())
+            .values(deleted_at=utc_now())
+            .returning(Message.id)
         )
         if gone is None:
             raise NotFound("No such message.")
 
     async def _require_owned(self, message_id: str) -> None:
         found = await self.db.scalar(
-            select(Message.id).where(Message.id == message_id, self._owned())
+            select(Message.id).where(Message.id == message_id, self._live())
         )
         if found is None:
             raise NotFound("No such message.")

@@ -147,6 +147,13 @@ class Conversation(Base):
             "searchVector",
             postgresql_using="gin",
         ),
+        # Revision 0009: the trash, newest deletion first, and the purge's scan of it.
+        Index("conversations_userId_deletedAt_idx", "userId", "deletedAt"),
+        Index(
+            "conversations_deletedAt_idx",
+            "deletedAt",
+            postgresql_where=text('"deletedAt" IS NOT NULL'),
+        ),
     )
 
     id: Mapped[str] = _id_column()
@@ -161,6 +168,8 @@ class Conversation(Base):
     # A lease: while in the future, an answer is being generated (one at a time).
     generating_until: Mapped[datetime | None] = mapped_column("generatingUntil", Timestamp)
     search_vector: Mapped[Any] = _search_vector("COALESCE(title, ''::text)")
+    # Revision 0009: set while in the trash (until restored or purged).
+    deleted_at: Mapped[datetime | None] = mapped_column("deletedAt", Timestamp)
 
 
 class Message(Base):
@@ -176,6 +185,9 @@ class Message(Base):
             "content",
             postgresql_using="gin",
             postgresql_ops={"content": "gin_trgm_ops"},
+        ),
+        Index(
+            "messages_deletedAt_idx", "deletedAt", postgresql_where=text('"deletedAt" IS NOT NULL')
         ),
     )
 
@@ -222,6 +234,9 @@ class Message(Base):
     # Revision 0006: the id the client gave the question, so that a retry is not stored twice.
     client_message_id: Mapped[str | None] = mapped_column("clientMessageId", Text)
     search_vector: Mapped[Any] = _search_vector("content")
+    # Revision 0009: set while in the trash; a conversation's trashing sets the same instant
+    # on its messages, so its restore brings back exactly those.
+    deleted_at: Mapped[datetime | None] = mapped_column("deletedAt", Timestamp)
 
 
 class MessageReaction(Base):

@@ -166,7 +166,7 @@ def _excluding(terms: Terms) -> tuple[str, str]:
             ex AS (
                 SELECT DISTINCT m."conversationId" AS cid
                 FROM messages m
-                WHERE m."userId" = :uid AND m."supersededAt" IS NULL
+                WHERE m."userId" = :uid AND m."supersededAt" IS NULL AND m."deletedAt" IS NULL
                   AND m."searchVector" @@ websearch_to_tsquery('{SEARCH_CONFIG}', :excluded)
             ),"""  # noqa: S608 (constants only)
     condition = f"""
@@ -244,7 +244,7 @@ class SearchService:
             UNION ALL
             SELECT c.id AS cid, ts_rank_cd(c."searchVector", q.tsq, 32) * 2 AS rank
             FROM conversations c, q
-            WHERE c."userId" = :uid AND c."searchVector" @@ q.tsq"""
+            WHERE c."userId" = :uid AND c."deletedAt" IS NULL AND c."searchVector" @@ q.tsq"""
         )
         keyset = ""
         if after is not None:
@@ -256,12 +256,13 @@ class SearchService:
                 SELECT m."conversationId" AS cid, ts_rank_cd(m."searchVector", q.tsq, 32) AS rank
                 FROM messages m, q
                 WHERE m."userId" = :uid AND m."searchVector" @@ q.tsq
-                  AND m."supersededAt" IS NULL {filters.sql()}
+                  AND m."supersededAt" IS NULL AND m."deletedAt" IS NULL {filters.sql()}
                 {titles}
             ),{excluded_cte}
             g AS (SELECT cid, max(rank) AS best, count(*) AS hits FROM hits GROUP BY cid)
             SELECT g.cid, c.title, c."updatedAt" AS updated_at, {SCORE} AS score
-            FROM g JOIN conversations c ON c.id = g.cid AND c."userId" = :uid
+            FROM g JOIN conversations c
+                ON c.id = g.cid AND c."userId" = :uid AND c."deletedAt" IS NULL
             WHERE true {excluded} {keyset}
             ORDER BY score DESC, g.cid DESC
             LIMIT :size
@@ -287,7 +288,8 @@ class SearchService:
             SELECT 0 AS place, NULL AS id, c.id AS cid, NULL AS role, NULL AS created_at,
                    ts_headline('{SEARCH_CONFIG}', c.title, q.tsq, :title_headline) AS marked
             FROM conversations c, q
-            WHERE c."userId" = :uid AND c.id = ANY(:ids) AND c."searchVector" @@ q.tsq
+            WHERE c."userId" = :uid AND c."deletedAt" IS NULL AND c.id = ANY(:ids)
+              AND c."searchVector" @@ q.tsq
             UNION ALL"""  # noqa: S608
         )
         statement = text(f"""
@@ -299,7 +301,8 @@ class SearchService:
                                     m."createdAt" DESC) AS place
                 FROM messages m, q
                 WHERE m."userId" = :uid AND m."conversationId" = ANY(:ids)
-                  AND m."searchVector" @@ q.tsq AND m."supersededAt" IS NULL {filters.sql()}
+                  AND m."searchVector" @@ q.tsq AND m."supersededAt" IS NULL
+                  AND m."deletedAt" IS NULL {filters.sql()}
             )
             SELECT * FROM ({titles}
             SELECT r.place, r.id, r.cid, r.role, r."createdAt" AS created_at,
@@ -346,11 +349,12 @@ class SearchService:
                 SELECT m."conversationId" AS cid, word_similarity(:text, m.content) AS rank
                 FROM messages m
                 WHERE m."userId" = :uid AND :text <% m.content
-                  AND m."supersededAt" IS NULL {filters.sql()}
+                  AND m."supersededAt" IS NULL AND m."deletedAt" IS NULL {filters.sql()}
             ),{excluded_cte}
             g AS (SELECT cid, round(max(rank)::numeric, 6) AS score FROM hits GROUP BY cid)
             SELECT g.cid, c.title, c."updatedAt" AS updated_at, g.score
-            FROM g JOIN conversations c ON c.id = g.cid AND c."userId" = :uid
+            FROM g JOIN conversations c
+                ON c.id = g.cid AND c."userId" = :uid AND c."deletedAt" IS NULL
             WHERE true {excluded} {keyset if after else ""}
             ORDER BY g.score DESC, g.cid DESC
             LIMIT :size
@@ -389,7 +393,8 @@ class SearchService:
                                     m."createdAt" DESC) AS place
                 FROM messages m
                 WHERE m."userId" = :uid AND m."conversationId" = ANY(:ids)
-                  AND :text <% m.content AND m."supersededAt" IS NULL {filters.sql()}
+                  AND :text <% m.content AND m."supersededAt" IS NULL
+                  AND m."deletedAt" IS NULL {filters.sql()}
             ) r
             WHERE r.place <= :per
             ORDER BY r.cid, r.place

@@ -117,7 +117,8 @@ class UserService:
         return row
 
     async def export(self) -> schemas.UserExport:
-        """Everything of the user's, without secrets (no tokens of any kind)."""
+        """Everything of the user's, without secrets (no tokens of any kind) and without what is
+        in the trash."""
         user = await self.get()
         prefs = await self.db.scalar(
             select(UserPreferences).where(UserPreferences.user_id == self.user_id)
@@ -127,13 +128,13 @@ class UserService:
         conversations = list(
             await self.db.scalars(
                 select(Conversation)
-                .where(Conversation.user_id == self.user_id)
+                .where(Conversation.user_id == self.user_id, Conversation.deleted_at.is_(None))
                 .order_by(Conversation.created_at)
             )
         )
         messages = await self.db.scalars(
             select(Message)
-            .where(Message.user_id == self.user_id)
+            .where(Message.user_id == self.user_id, Message.deleted_at.is_(None))
             .order_by(Message.created_at, Message.id)
         )
         by_conversation: dict[str, list[Any]] = {c.id: [] for c in conversations}

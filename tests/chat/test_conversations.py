@@ -134,7 +134,7 @@ async def test_rename_and_delete_a_conversation(
     too_long = await api.patch(f"/api/conversations/{conversation_id}", json={"title": "t" * 201})
     assert too_long.status_code == 400
     assert (await api.delete(f"/api/conversations/{conversation_id}")).status_code == 204
-    assert await count(connection, "messages") == 0
+    assert await count(connection, "messages", '"deletedAt" IS NULL') == 0  # in the trash
     assert (await api.get(f"/api/conversations/{conversation_id}")).status_code == 404
 
 
@@ -197,7 +197,7 @@ async def test_reactions_are_one_of_each_type_per_user_and_message(
 async def test_deleting_a_message(api: httpx.AsyncClient, connection: AsyncConnection) -> None:
     answer = (await _chat(api, "delete my answer"))["aiMessage"]["id"]
     assert (await api.delete(f"/api/messages/{answer}")).status_code == 204
-    assert await count(connection, "messages", "id = :i", i=answer) == 0
+    assert await count(connection, "messages", 'id = :i AND "deletedAt" IS NULL', i=answer) == 0
     assert (await api.delete(f"/api/messages/{answer}")).status_code == 404
 
 

@@ -1,5 +1,5 @@
-"""The stats rollups (revision 0007) against the messages they are derived from, and the days
-they give in time zones whose midnight is not on the hour."""
+"""The stats rollups (revisions 0007, 0009) against the messages they are derived from (those
+not in the trash), and the days they give in time zones whose midnight is not on the hour."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ BUCKETS_FROM_MESSAGES = """
     SELECT "userId", date_bin('15 minutes', "createdAt", TIMESTAMP '2000-01-01') AS bucket,
            count(*) AS messages,
            sum(coalesce("promptTokens", 0) + coalesce("completionTokens", 0)) AS tokens
-    FROM messages WHERE "userId" = ANY(:users) GROUP BY 1, 2
+    FROM messages WHERE "userId" = ANY(:users) AND "deletedAt" IS NULL GROUP BY 1, 2
 """
 USAGES_FROM_MESSAGES = """
     SELECT "userId", role, coalesce(model, '') AS model, count(*) AS messages,
            coalesce(sum("promptTokens"), 0) AS prompt, coalesce(sum("completionTokens"), 0),
            coalesce(sum("timeToFirstTokenMs"), 0), count("timeToFirstTokenMs"),
            count(*) FILTER (WHERE status IN ('error', 'incomplete'))
-    FROM messages WHERE "userId" = ANY(:users) GROUP BY 1, 2, 3
+    FROM messages WHERE "userId" = ANY(:users) AND "deletedAt" IS NULL GROUP BY 1, 2, 3
 """
 
 
