@@ -68,14 +68,17 @@ def validate(days: int | None, tz: str | None) -> tuple[int, str]:
 EXACT_BUCKETS_SINCE = datetime(1980, 1, 1)
 
 # One statement: PostgreSQL reads it from one snapshot, and the triggers that keep the rollups
-# (revision 0007) write in the messages' own transactions, so under concurrent writes the
+# (revisions 0007, 0009) write in the messages' own transactions, so under concurrent writes the
 # totals, the per-model figures and the days always agree with each other.
 STATS = text("""
     SELECT
-      (SELECT count(*) FROM conversations WHERE "userId" = :uid) AS conversations,
+      (SELECT count(*) FROM conversations WHERE "userId" = :uid AND "deletedAt" IS NULL)
+          AS conversations,
       (SELECT "createdAt" FROM users WHERE id = :uid) AS joined,
-      (SELECT min("createdAt") FROM messages WHERE "userId" = :uid) AS first_at,
-      (SELECT max("createdAt") FROM messages WHERE "userId" = :uid) AS last_at,
+      (SELECT min("createdAt") FROM messages WHERE "userId" = :uid AND "deletedAt" IS NULL)
+          AS first_at,
+      (SELECT max("createdAt") FROM messages WHERE "userId" = :uid AND "deletedAt" IS NULL)
+          AS last_at,
       (SELECT coalesce(json_agg(u ORDER BY u.role, u.model), '[]') FROM (
           SELECT role, nullif(model, '') AS model, messages, "promptTokens" AS prompt,
                  "completionTokens" AS completion,
@@ -90,7 +93,8 @@ STATS = text("""
               UNION ALL
               SELECT ("createdAt" AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date, 1,
                      coalesce("promptTokens", 0) + coalesce("completionTokens", 0)
-              FROM messages WHERE "userId" = :uid AND "createdAt" < :exact_since
+              FROM messages
+              WHERE "userId" = :uid AND "createdAt" < :exact_since AND "deletedAt" IS NULL
           ) counted GROUP BY day) d) AS days
 """)
 

@@ -177,7 +177,9 @@ async def test_stats_stop_counting_trashed_messages_and_count_restored_ones(
     await assert_rollups_match_messages(connection, users)
     await api.delete(f"/api/conversations/{two['conversationId']}")
     await assert_rollups_match_messages(connection, users)
-    assert (await api.get("/api/users/me/stats")).json()["messageCount"] == 1
+    stats = (await api.get("/api/users/me/stats")).json()
+    assert (stats["messageCount"], stats["conversationCount"]) == (1, 1)
+    assert stats["lastMessageAt"] == one["userMessage"]["createdAt"]
 
     await api.post(f"/api/conversations/{two['conversationId']}/restore")
     await assert_rollups_match_messages(connection, users)
