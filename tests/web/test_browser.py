@@ -244,6 +244,29 @@ async def test_search_shows_highlights_and_opens_the_match(page: Watched) -> Non
     await expect(p.locator("article.message.target")).to_contain_text("zebra")
 
 
+async def test_a_title_match_opens_the_conversation_at_its_end(page: Watched) -> None:
+    p = page.page
+    await sign_in(p)
+    await send(p, "Name me later")
+    await answered(p)
+    await p.get_by_role("button", name="Rename Name me later").click()
+    await p.locator("#rename-input").fill("Quokka notes")
+    await p.locator("#rename-input").press("Enter")
+    await expect(p.locator("#chat-title")).to_have_text("Quokka notes")
+    await p.get_by_role("link", name="New chat").click()
+
+    await p.locator("#search-input").fill("quokka")
+    results = p.locator("#search-results")
+    await expect(results.locator(".search-result")).to_have_count(1)
+    await expect(results.locator("a.snippet")).to_have_count(0)
+    await expect(results.locator(".result-title mark")).to_have_text(re.compile("quokka", re.I))
+    await results.locator("a.result-title").click()
+    await expect(p).to_have_url(re.compile(r"#/c/[^/]+$"))
+    await expect(p.locator("#chat-title")).to_have_text("Quokka notes")
+    await expect(p.locator("#message-list article.assistant")).to_have_count(1)
+    await expect(p.locator("article.message.target")).to_have_count(0)
+
+
 async def test_rename_and_delete_from_the_sidebar(page: Watched) -> None:
     p = page.page
     await sign_in(p)

@@ -390,14 +390,15 @@ async function runSearch(event) {
     heading,
     ...page.results.map((result) => {
       const id = encodeURIComponent(result.conversation.id);
-      const titleMatch = result.matches.find((match) => !match.messageId);
+      // A title match has no message to scroll to: it is the link to the conversation itself.
+      const titleMatch = result.matches.find((match) => match.source === "title");
       const title = titleMatch ? snippetNodes(titleMatch.snippet) : result.conversation.title || "Untitled conversation";
       return h(
         "div",
         { class: "search-result" },
         h("a", { class: "result-title", href: `#/c/${id}` }, title),
         result.matches
-          .filter((match) => match.messageId)
+          .filter((match) => match.source === "message" && match.messageId)
           .map((match) =>
             h(
               "a",
