@@ -7,12 +7,16 @@ import asyncio
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 
+from app.chat.trash import PURGE_LOCK, Purged, TrashPurger
 from app.db import migrate
+from app.db.engine import Database
 from app.db.url import to_libpq
+from app.settings import Settings
 from tests.conftest import DatabaseFactory, in_thread
 
 ROWS = """
@@ -131,3 +135,29 @@ def test_the_purge_command_removes_what_is_older_than_the_retention(
         "removed 1 conversation(s), 2 message(s) trashed more than 12h ago"
     )
     assert in_thread(asyncio.run, _ids(url)) == {"live", "l1"}
+
+
+async def _purge_while_locked(url: str, settings: Settings) -> tuple[Purged | None, Purged | None]:
+    """A purge while another process holds the purge's lock, then one after it let go."""
+    database = Database.from_url(url, settings)
+    other = await asyncpg.connect(to_libpq(url))
+    try:
+        await other.execute("SELECT pg_advisory_lock($1)", PURGE_LOCK)
+        purger = TrashPurger(database, timedelta(days=30))
+        skipped = await purger.run_once()
+        await other.execute("SELECT pg_advisory_unlock($1)", PURGE_LOCK)
+        return skipped, await purger.run_once()
+    finally:
+        await other.close()
+        await database.engine.dispose()
+
+
+def test_only_one_process_purges_at_a_time(databases: DatabaseFactory, settings: Settings) -> None:
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    in_thread(asyncio.run, _sql(url, TRASH))
+
+    skipped, purged = in_thread(asyncio.run, _purge_while_locked(url, settings))
+
+    assert skipped is None
+    assert purged == Purged(conversations=1, messages=2)
