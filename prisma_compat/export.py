@@ -110,7 +110,7 @@ def _not_expressible(index: Index) -> str | None:
     if any(not hasattr(e, "name") for e in index.expressions):
         return "an expression index"
     if options.get("where") is not None:
-        return "a partial index"
+        return f"a partial index (WHERE {options['where']})"
     if options.get("include"):
         return "an index with INCLUDE columns"
     if options.get("using") == "gin":
