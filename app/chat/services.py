@@ -8,13 +8,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal_column, or_, select, update
+from asyncpg import Record
+from sqlalchemy import Text, and_, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.history import PastMessage
-from app.db.models import Conversation, Message, MessageReaction
+from app.db.compiled import CompiledQuery
+from app.db.models import Conversation, Message, MessageReaction, Timestamp
 from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.lib.pagination import clamp, decode_cursor, encode_cursor
 from app.lib.time import as_utc, utc_now
@@ -62,6 +64,136 @@ def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Messa
     )
 
 
+def _conversation_list(after_cursor: bool) -> CompiledQuery:
+    """The list of `list_for_user`: id, title, createdAt, updatedAt, count, preview, role, at."""
+    last = (
+        select(
+            Message.content.label("content"),
+            Message.role.label("role"),
+            Message.created_at.label("at"),
+        )
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.superseded_at.is_(None),
+            Message.deleted_at.is_(None),
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(1)
+        .lateral("last")
+    )
+    counted = (
+        select(func.count())
+        .where(Message.conversation_id == Conversation.id, Message.deleted_at.is_(None))
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            Conversation.id,
+            Conversation.title,
+            Conversation.created_at,
+            Conversation.updated_at,
+            counted.label("message_count"),
+            func.left(last.c.content, PREVIEW_CHARS).label("preview"),
+            last.c.role,
+            last.c.at.label("last_at"),
+        )
+        .outerjoin(last, literal_column("true"))
+        .where(Conversation.user_id == bindparam("user_id"), Conversation.deleted_at.is_(None))
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .limit(bindparam("size"))
+    )
+    if after_cursor:
+        at, row_id = bindparam("at", type_=Timestamp), bindparam("row_id", type_=Text)
+        query = query.where(
+            or_(
+                Conversation.updated_at < at,
+                and_(Conversation.updated_at == at, Conversation.id < row_id),
+            )
+        )
+    return CompiledQuery(query)
+
+
+_CONVERSATIONS = _conversation_list(after_cursor=False)
+_CONVERSATIONS_AFTER = _conversation_list(after_cursor=True)
+
+# The columns of `schemas.Message`, by the names `_message_from_record` reads.
+_MESSAGE_COLUMNS = (
+    Message.id, Message.conversation_id, Message.role, Message.content, Message.model,
+    Message.created_at, Message.status, Message.provider, Message.prompt_tokens,
+    Message.completion_tokens, Message.tokens_estimated, Message.time_to_first_token_ms,
+    Message.total_time_ms, Message.finish_reason, Message.error_code, Message.reply_to_id,
+    Message.prompt_message_ids, Message.attempts, Message.superseded_at,
+)  # fmt: skip
+
+
+def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
+    """A page of `MessageService.page`, newest first, each message with the caller's reactions
+    (one statement instead of the page and then its reactions)."""
+    reactions = (
+        select(MessageReaction.type)
+        .where(
+            MessageReaction.message_id == Message.id,
+            MessageReaction.user_id == bindparam("user_id"),
+        )
+        .order_by(MessageReaction.type)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            *(c.label(c.key) for c in _MESSAGE_COLUMNS), func.array(reactions).label("reactions")
+        )
+        .where(
+            Message.conversation_id == bindparam("conversation_id"),
+            Message.user_id == bindparam("user_id"),
+            Message.deleted_at.is_(None),
+        )
+        .order_by(Message.created_at.desc(), Message.id.desc())
+        .limit(bindparam("size"))
+    )
+    if not include_versions:
+        query = query.where(Message.superseded_at.is_(None))
+    if after_cursor:
+        at, row_id = bindparam("at", type_=Timestamp), bindparam("row_id", type_=Text)
+        query = query.where(
+            or_(Message.created_at < at, and_(Message.created_at == at, Message.id < row_id))
+        )
+    return CompiledQuery(query)
+
+
+_MESSAGE_PAGES = {
+    (after, versions): _message_page(after, versions)
+    for after in (False, True)
+    for versions in (False, True)
+}
+
+
+def _message_from_record(r: Record) -> schemas.Message:
+    """`message_schema` for a row of `_message_page`."""
+    answered = r["role"] == "assistant"
+    return schemas.Message(
+        id=r["id"],
+        conversation_id=r["conversation_id"],
+        role=r["role"],
+        content=r["content"],
+        model=r["model"],
+        created_at=as_utc(r["created_at"]),
+        status=r["status"],
+        provider=r["provider"],
+        usage=schemas.Usage(r["prompt_tokens"], r["completion_tokens"], r["tokens_estimated"])
+        if answered
+        else None,
+        time_to_first_token_ms=r["time_to_first_token_ms"],
+        total_time_ms=r["total_time_ms"],
+        finish_reason=r["finish_reason"],
+        error_code=r["error_code"],
+        reply_to_id=r["reply_to_id"],
+        prompt_message_ids=r["prompt_message_ids"] if answered else None,
+        attempts=r["attempts"],
+        superseded_at=as_utc(r["superseded_at"]) if r["superseded_at"] else None,
+        reactions=r["reactions"],
+    )
+
+
 class ConversationService:
     def __init__(self, db: AsyncSession, user_id: str) -> None:
         self.db = db
@@ -84,69 +216,29 @@ class ConversationService:
     ) -> schemas.ConversationPage:
         """Newest activity first; one SQL statement whatever the page size."""
         size = clamp(limit, 20, MAX_CONVERSATIONS_PAGE)
-        last = (
-            select(
-                Message.content.label("content"),
-                Message.role.label("role"),
-                Message.created_at.label("at"),
-            )
-            .where(
-                Message.conversation_id == Conversation.id,
-                Message.superseded_at.is_(None),
-                Message.deleted_at.is_(None),
-            )
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(1)
-            .lateral("last")
-        )
-        counted = (
-            select(func.count())
-            .where(Message.conversation_id == Conversation.id, Message.deleted_at.is_(None))
-            .scalar_subquery()
-        )
-        query = (
-            select(
-                Conversation.id,
-                Conversation.title,
-                Conversation.created_at,
-                Conversation.updated_at,
-                counted.label("message_count"),
-                func.left(last.c.content, PREVIEW_CHARS).label("preview"),
-                last.c.role,
-                last.c.at.label("last_at"),
-            )
-            .outerjoin(last, literal_column("true"))
-            .where(Conversation.user_id == self.user_id, Conversation.deleted_at.is_(None))
-            .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-            .limit(size + 1)
-        )
         if cursor:
             at, row_id = decode_cursor(cursor)
-            query = query.where(
-                or_(
-                    Conversation.updated_at < at,
-                    and_(Conversation.updated_at == at, Conversation.id < row_id),
-                )
+            rows = await _CONVERSATIONS_AFTER.fetch(
+                self.db, user_id=self.user_id, size=size + 1, at=at, row_id=row_id
             )
-        rows = (await self.db.execute(query)).all()
+        else:
+            rows = await _CONVERSATIONS.fetch(self.db, user_id=self.user_id, size=size + 1)
         page = rows[:size]
         return schemas.ConversationPage(
             conversations=[
                 schemas.ConversationSummary(
-                    id=r.id,
-                    title=r.title,
-                    created_at=as_utc(r.created_at),
-                    updated_at=as_utc(r.updated_at),
-                    message_count=r.message_count,
-                    last_message=r.preview,
-                    last_message_role=r.role,
-                    last_message_at=as_utc(r.last_at) if r.last_at else None,
+                    id=r[0],
+                    title=r[1],
+                    created_at=as_utc(r[2]),
+                    updated_at=as_utc(r[3]),
+                    message_count=r[4],
+                    last_message=r[5],
+                    last_message_role=r[6],
+                    last_message_at=as_utc(r[7]) if r[7] else None,
                 )
                 for r in page
             ],
-            next_cursor=encode_cursor(page[-1].updated_at, page[-1].id)
-            if len(rows) > size
-            else None,
+            next_cursor=encode_cursor(page[-1][3], page[-1][0]) if len(rows) > size else None,
         )
 
     async def create(self, title: str | None) -> Conversation:
@@ -343,28 +435,24 @@ class MessageService:
         limit: int | None,
         include_versions: bool = False,
     ) -> schemas.MessagePage:
-        """The newest page before the cursor, in chronological order."""
+        """The newest page before the cursor, in chronological order, with your reactions."""
         size = clamp(limit, 50, MAX_MESSAGES_PAGE)
-        query = (
-            select(Message)
-            .where(Message.conversation_id == conversation_id, self._live())
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(size + 1)
-        )
-        if not include_versions:
-            query = query.where(Message.superseded_at.is_(None))
+        params: dict[str, Any] = {
+            "user_id": self.user_id,
+            "conversation_id": conversation_id,
+            "size": size + 1,
+        }
         if before:
-            at, row_id = decode_cursor(before)
-            query = query.where(
-                or_(Message.created_at < at, and_(Message.created_at == at, Message.id < row_id))
-            )
-        rows = list(await self.db.scalars(query))
+            params["at"], params["row_id"] = decode_cursor(before)
+        query = _MESSAGE_PAGES[bool(before), include_versions]
+        rows = await query.fetch(self.db, **params)
         page = rows[:size]
         page.reverse()
-        reactions = await self.reactions_for([m.id for m in page])
         return schemas.MessagePage(
-            messages=[message_schema(m, reactions.get(m.id, ())) for m in page],
-            next_cursor=encode_cursor(page[0].created_at, page[0].id) if len(rows) > size else None,
+            messages=[_message_from_record(r) for r in page],
+            next_cursor=encode_cursor(page[0]["created_at"], page[0]["id"])
+            if len(rows) > size
+            else None,
         )
 
     async def all_in(self, conversation_id: str) -> list[Message]:

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.services import SESSION_CACHE
 from app.chat.quotas import zone_or_utc
 from app.chat.services import message_schema
 from app.db.models import Account, Conversation, Message, Session, User, UserPreferences
@@ -73,8 +74,11 @@ class UserService:
         return user
 
     async def delete(self) -> None:
-        """Removes the user; the database cascades to everything theirs."""
+        """Removes the user; the database cascades to everything theirs. Committed here, so
+        that the user's cached sessions are forgotten after the rows are gone."""
         await self.db.execute(delete(User).where(User.id == self.user_id))
+        await self.db.commit()
+        SESSION_CACHE.forget(user_id=self.user_id)
 
     async def preferences(self) -> UserPreferences:
         """The user's preferences, made with Prisma's defaults on first read."""
