@@ -248,7 +248,6 @@ class ConversationController(Controller):
         include_versions: Annotated[bool, QueryParameter(name="includeVersions")] = False,
     ) -> schemas.MessagePage:
         """A page of messages in chronological order; `before` = `nextCursor` for older ones."""
-        await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
         return await MessageService(db_session, identity.user_id).page(
             conversation_id, before, limit, include_versions
         )

@@ -127,8 +127,10 @@ _MESSAGE_COLUMNS = (
 
 
 def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
-    """A page of `MessageService.page`, newest first, each message with the caller's reactions
-    (one statement instead of the page and then its reactions)."""
+    """A page of `MessageService.page`, newest first, each message with the caller's reactions,
+    joined to the caller's conversation: no row at all when it is not theirs (or in the trash),
+    one row of NULLs when it has no messages. One statement instead of three (ownership, page,
+    reactions)."""
     reactions = (
         select(MessageReaction.type)
         .where(
@@ -138,12 +140,12 @@ def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
         .order_by(MessageReaction.type)
         .scalar_subquery()
     )
-    query = (
+    messages = (
         select(
             *(c.label(c.key) for c in _MESSAGE_COLUMNS), func.array(reactions).label("reactions")
         )
         .where(
-            Message.conversation_id == bindparam("conversation_id"),
+            Message.conversation_id == Conversation.id,
             Message.user_id == bindparam("user_id"),
             Message.deleted_at.is_(None),
         )
@@ -151,12 +153,24 @@ def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
         .limit(bindparam("size"))
     )
     if not include_versions:
-        query = query.where(Message.superseded_at.is_(None))
+        messages = messages.where(Message.superseded_at.is_(None))
     if after_cursor:
         at, row_id = bindparam("at", type_=Timestamp), bindparam("row_id", type_=Text)
-        query = query.where(
+        messages = messages.where(
             or_(Message.created_at < at, and_(Message.created_at == at, Message.id < row_id))
         )
+    page = messages.lateral("page")
+    query = (
+        select(*page.c)
+        .select_from(Conversation)
+        .outerjoin(page, literal_column("true"))
+        .where(
+            Conversation.id == bindparam("conversation_id"),
+            Conversation.user_id == bindparam("user_id"),
+            Conversation.deleted_at.is_(None),
+        )
+        .order_by(page.c.created_at.desc(), page.c.id.desc())
+    )
     return CompiledQuery(query)
 
 
@@ -435,7 +449,8 @@ class MessageService:
         limit: int | None,
         include_versions: bool = False,
     ) -> schemas.MessagePage:
-        """The newest page before the cursor, in chronological order, with your reactions."""
+        """The newest page before the cursor, in chronological order, with your reactions;
+        NotFound unless the conversation is yours and not in the trash."""
         size = clamp(limit, 50, MAX_MESSAGES_PAGE)
         params: dict[str, Any] = {
             "user_id": self.user_id,
@@ -446,6 +461,10 @@ class MessageService:
             params["at"], params["row_id"] = decode_cursor(before)
         query = _MESSAGE_PAGES[bool(before), include_versions]
         rows = await query.fetch(self.db, **params)
+        if not rows:
+            raise NotFound("No such conversation.")
+        if rows[0]["id"] is None:
+            rows = []  # the conversation is yours, and has no messages (before the cursor)
         page = rows[:size]
         page.reverse()
         return schemas.MessagePage(
