@@ -16,6 +16,8 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from app.lib.errors import DatabaseUnavailable
+
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
 
@@ -30,10 +32,22 @@ class CompiledQuery:
         self.defaults = compiled.params
 
     async def fetch(self, db: AsyncSession, **params: Any) -> list[asyncpg.Record]:
-        """The rows, read on `db`'s connection (inside its transaction if one is open)."""
-        connection = await (await db.connection()).get_raw_connection()
-        driver: asyncpg.Connection = connection.driver_connection
-        rows: list[asyncpg.Record] = await driver.fetch(
-            self.sql, *(params.get(name, self.defaults[name]) for name in self.names)
-        )
+        """The rows, read on `db`'s connection (inside its transaction if one is open).
+
+        A connection that died (the server restarted, the socket is gone) is invalidated, as
+        SQLAlchemy does for its own statements, and the request gets a 503, not a 500."""
+        connection = await db.connection()
+        driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
+        try:
+            rows: list[asyncpg.Record] = await driver.fetch(
+                self.sql, *(params.get(name, self.defaults[name]) for name in self.names)
+            )
+        except (
+            OSError,
+            asyncpg.InterfaceError,
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+        ) as exc:
+            await connection.invalidate(exc)
+            raise DatabaseUnavailable(f"the database connection failed: {exc!r}") from exc
         return rows
