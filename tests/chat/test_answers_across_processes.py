@@ -265,3 +265,22 @@ async def test_sigterm_during_an_answer_ends_the_stream_and_stores_it_incomplete
             text("SELECT \"generatingUntil\" FROM conversations WHERE id = 'sigtermChat00001'")
         )
     assert lease is None
+
+
+async def test_the_daily_quota_holds_across_two_processes_and_only_for_its_user(
+    database_url: str, database: Database, upstream: FakeLLM, tmp_path: Path
+) -> None:
+    ada = {"authorization": f"Bearer {await signed_in(database, 'quota-ada')}"}
+    bob = {"authorization": f"Bearer {await signed_in(database, 'quota-bob')}"}
+    with serving(database_url, upstream, tmp_path, QUOTA_DAILY_MESSAGES="2") as (a, b):
+        async with httpx.AsyncClient(timeout=30) as client:
+            first = await client.post(f"{a.url}/api/chat", json={"message": "1"}, headers=ada)
+            second = await client.post(f"{b.url}/api/chat", json={"message": "2"}, headers=ada)
+            third_a = await client.post(f"{a.url}/api/chat", json={"message": "3"}, headers=ada)
+            third_b = await client.post(f"{b.url}/api/chat", json={"message": "3"}, headers=ada)
+            bobs = await client.post(f"{a.url}/api/chat", json={"message": "hi"}, headers=bob)
+            usage = (await client.get(f"{b.url}/api/users/me/usage", headers=ada)).json()
+    assert first.status_code == second.status_code == bobs.status_code == 200
+    assert third_a.status_code == third_b.status_code == 429
+    assert third_b.json()["budget"] == "messages" and "retry-after" in third_b.headers
+    assert usage["messages"] == {"used": 2, "limit": 2, "remaining": 0}
