@@ -32,6 +32,7 @@ def npm_install(packages: Path, folder: Path) -> Path:
             return folder
         for name in ("package.json", "package-lock.json"):
             shutil.copyfile(packages / name, folder / name)
+        # No install scripts: none is needed (Prisma's would only download engines).
         done = subprocess.run(
             ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
             cwd=folder, capture_output=True, text=True, timeout=600,

@@ -343,7 +343,6 @@ class LiveAnswers:
     _by_id: dict[str, LiveAnswer] = field(default_factory=dict)
     _remote_readers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = field(default_factory=dict)
     _outbox: asyncio.Queue[dict[str, Any]] | None = None
-    _listener: asyncpg.Connection | None = None
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _process: str = field(default_factory=lambda: secrets.token_hex(6))
     _shutting_down: bool = False
@@ -617,7 +616,6 @@ class LiveAnswers:
                 delay = min(delay * 2, 5.0)
                 continue
             delay = 0.2
-            self._listener = connection
             try:
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, lambda *args: self._on_note(args[3]))
@@ -625,7 +623,6 @@ class LiveAnswers:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 logger.warning("notification line lost: %s", exc)
             finally:
-                self._listener = None
                 with contextlib.suppress(Exception):
                     await connection.close(timeout=1)
 

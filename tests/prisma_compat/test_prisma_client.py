@@ -9,8 +9,6 @@ the engine variables point at an empty file so that Prisma does not try to downl
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -35,6 +33,7 @@ from app.settings import Settings
 from prisma_compat.cuid import cuid
 from prisma_compat.export import export
 from tests.conftest import DatabaseFactory, http_client, in_thread
+from tests.npm import cache_folder, npm_install, require_node
 
 PACKAGES = Path(__file__).parent / "client"
 # The generator a frontend needs for the driver-adapter client (see the README).
@@ -61,34 +60,10 @@ class Prisma:
         return done.stdout + done.stderr
 
 
-def _install(folder: Path) -> None:
-    """`npm ci` the pinned packages into `folder`, unless the same lock file is installed."""
-    lock = (PACKAGES / "package-lock.json").read_bytes()
-    stamp = folder / "installed.sha256"
-    wanted = hashlib.sha256(lock).hexdigest()
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)  # another test run may be installing
-        if stamp.exists() and stamp.read_text() == wanted:
-            return
-        for name in ("package.json", "package-lock.json"):
-            shutil.copyfile(PACKAGES / name, folder / name)
-        # No install scripts: they would only download engines that the client does not use.
-        done = subprocess.run(
-            ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund"],
-            cwd=folder, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        assert done.returncode == 0, f"npm ci failed:\n{done.stdout}{done.stderr}"
-        stamp.write_text(wanted)
-
-
 @pytest.fixture(scope="module")
 def prisma(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Prisma:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are not installed: Prisma's CLI and client cannot be tried")
-    cache = getattr(request.config, "cache", None)
-    folder = cache.mkdir("prisma-client") if cache else tmp_path_factory.mktemp("prisma-client")
-    _install(Path(folder))
+    require_node()
+    folder = npm_install(PACKAGES, cache_folder(request, tmp_path_factory, "prisma-client"))
     empty_engine = Path(folder) / "no-engine"
     empty_engine.touch()
     empty_engine.chmod(0o755)
