@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig, SQLAlchemyPlugin
 from litestar import Litestar
 from litestar.datastructures import MutableScopeHeaders, ResponseHeader, State
 from litestar.di import Provide
@@ -27,6 +26,7 @@ from app.chat.flow import ChatFlow
 from app.chat.live import LiveAnswers
 from app.chat.trash import TrashPurger
 from app.db.engine import Database
+from app.db.session import close_request_session, provide_db_session
 from app.health import health
 from app.lib.input import CheckedRequest, refuse_nul_parameters
 from app.lib.openapi import openapi_config
@@ -61,18 +61,11 @@ def create_app(
 ) -> Litestar:
     """Build the Litestar app; `database` lets tests hand in a connection-bound one.
 
-    The SQLAlchemy plugin gives each request one session, committed when the response is 2xx
-    and rolled back otherwise, and disposes of the engine at shutdown.
+    Each request gets one database session (`db_session`), committed when its handler returns
+    and rolled back when it raises (app/db/session.py).
     """
     settings = settings or load_settings()
     database = database or Database.from_settings(settings)
-    sqlalchemy = SQLAlchemyAsyncConfig(
-        engine_instance=database.engine,
-        session_maker=database.session_maker,
-        before_send_handler="autocommit",
-        session_dependency_key="db_session",
-        set_default_exception_handler=False,
-    )
     google = GoogleOIDC.from_settings(settings)
     router = model_router or ModelRouter.from_settings(settings)
     redis = _redis(settings.redis_url)
@@ -114,7 +107,6 @@ def create_app(
 
     app = Litestar(
         route_handlers=handlers,
-        plugins=[SQLAlchemyPlugin(config=sqlalchemy)],
         middleware=[prometheus_config().middleware] if settings.metrics_on else [],
         guards=[refuse_nul_parameters, authenticate],
         request_class=CheckedRequest,
@@ -123,11 +115,12 @@ def create_app(
             "google": Provide(lambda: google, sync_to_thread=False, use_cache=True),
             "router": Provide(lambda: router, sync_to_thread=False, use_cache=True),
             "flow": Provide(lambda: flow, sync_to_thread=False, use_cache=True),
+            "db_session": Provide(provide_db_session),
             "identity": Provide(current_identity, sync_to_thread=False),
             "maybe_identity": Provide(optional_identity, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[refresh_session_cookie],
+        before_send=[close_request_session, refresh_session_cookie],
         on_startup=[answers.start, purger.start],
         # Answers in flight first: they still need the model router and the database.
         on_shutdown=[
@@ -135,12 +128,13 @@ def create_app(
             answers.aclose,
             router.aclose,
             *([redis.aclose] if redis is not None else []),
+            # A connection-bound database belongs to the test that made it.
+            *([] if database.one_connection else [database.engine.dispose]),
         ],
         state=State(
             {
                 "settings": settings,
                 "database": database,
-                "sqlalchemy": sqlalchemy,
                 "router": router,
                 "signin_ip_limiter": rate_limiter(
                     redis, "signin-ip", settings.auth_signin_limit * 3, settings.auth_signin_window

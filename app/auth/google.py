@@ -10,17 +10,18 @@ import base64
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from authlib.common.errors import AuthlibBaseError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from app.lib.errors import SignInFailed
 from app.settings import Settings
+
+# Authlib and joserfc load on the first sign-in, not with the app (they added ~0.3 s to every
+# start, and most requests never sign anyone in).
+if TYPE_CHECKING:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+    from joserfc.jwk import KeySet
 
 SCOPE = "openid email profile"
 # Google signs ID tokens with RS256; "none" and HMAC algorithms are never accepted.
@@ -43,7 +44,9 @@ class GoogleOIDC:
     redirect_uri: str
     _metadata: dict[str, Any] | None = None
     _metadata_at: float = 0.0
-    _keys: KeySet | None = None
+    # A joserfc KeySet once fetched; typed loosely, as joserfc is imported on first use and
+    # Litestar resolves the annotations of what it injects.
+    _keys: Any = None
     _accepted_issuers: set[str] = field(default_factory=set)
 
     @classmethod
@@ -60,6 +63,8 @@ class GoogleOIDC:
         )
 
     def _client(self) -> AsyncOAuth2Client:
+        from authlib.integrations.httpx_client import AsyncOAuth2Client
+
         return AsyncOAuth2Client(
             client_id=self.client_id,
             client_secret=self.client_secret,
@@ -101,6 +106,8 @@ class GoogleOIDC:
 
     async def exchange_code(self, code: str, code_verifier: str) -> dict[str, Any]:
         """Trade the authorization code (with the PKCE verifier) for tokens."""
+        from authlib.common.errors import AuthlibBaseError
+
         endpoint = (await self.metadata())["token_endpoint"]
         try:
             async with self._client() as client:
@@ -119,16 +126,23 @@ class GoogleOIDC:
         return dict(token)
 
     async def _key_set(self, refresh: bool = False) -> KeySet:
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         if self._keys is None or refresh:
             jwks_uri = (await self.metadata())["jwks_uri"]
             try:
                 self._keys = KeySet.import_key_set(await self._get_json(jwks_uri))  # type: ignore[arg-type]
             except (JoseError, ValueError, TypeError) as exc:
                 raise SignInFailed("Configuration", "the issuer's JWKS is unusable") from exc
-        return self._keys
+        keys: KeySet = self._keys
+        return keys
 
     async def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         """Signature (JWKS, refetched once for an unknown `kid`), iss, aud, azp, exp, nonce."""
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
         header = _header_of(id_token)
         if header.get("alg") not in ALGORITHMS:
             raise SignInFailed("Verification", f"ID token algorithm {header.get('alg')!r} refused")

@@ -13,17 +13,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.cookies import CookieNames, csrf_matches
 from app.auth.services import SessionService
 from app.db.models import Session, User
+from app.db.session import request_session
 from app.lib.errors import Forbidden, Unauthorized
 from app.settings import Settings
 
@@ -51,12 +50,6 @@ CurrentIdentity = NamedDependency[Identity]
 def origin_of(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def request_session(connection: ASGIConnection[Any, Any, Any, Any]) -> AsyncSession:
-    """The request's database session (the same one its handler gets)."""
-    config: SQLAlchemyAsyncConfig = connection.app.state.sqlalchemy
-    return config.provide_session(connection.app.state, connection.scope)
 
 
 def _credentials(
