@@ -298,7 +298,7 @@ COLUMNS = {
 }  # fmt: skip
 HEAVY_INDEXES = {
     "messages_userId_searchVector_idx": 'CREATE INDEX "messages_userId_searchVector_idx" ON messages USING GIN ("userId", "searchVector")',
-    "messages_content_trgm_idx": 'CREATE INDEX "messages_content_trgm_idx" ON messages USING GIN (content gin_trgm_ops)',
+    "messages_userId_content_trgm_idx": 'CREATE INDEX "messages_userId_content_trgm_idx" ON messages USING GIN ("userId", content gin_trgm_ops)',
 }
 
 

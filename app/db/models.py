@@ -181,7 +181,8 @@ class Message(Base):
         Index("messages_userId_clientMessageId_key", "userId", "clientMessageId", unique=True),
         Index("messages_userId_searchVector_idx", "userId", "searchVector", postgresql_using="gin"),
         Index(
-            "messages_content_trgm_idx",
+            "messages_userId_content_trgm_idx",
+            "userId",
             "content",
             postgresql_using="gin",
             postgresql_ops={"content": "gin_trgm_ops"},

@@ -66,10 +66,13 @@ class CheckedRequest(Request[Any, Any, Any]):
         return value
 
 
-def refuse_nul_parameters(
+async def refuse_nul_parameters(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Guard, first in line: path and query parameters holding a NUL are a 400."""
+    """Guard, first in line: path and query parameters holding a NUL are a 400.
+
+    Async although it never waits: Litestar runs a sync guard in a worker thread, a thread
+    hop on every request."""
     for key, value in connection.path_params.items():
         if isinstance(value, str) and NUL in value:
             raise refused(key, "path", NUL_MESSAGE)

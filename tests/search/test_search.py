@@ -125,6 +125,18 @@ async def test_partial_words_and_typos_fall_back_to_trigrams(
     assert _titles(typo) == ["mail"]
 
 
+async def test_a_fuzzy_match_marks_the_word_closest_to_a_query_word(
+    seeded: tuple[httpx.AsyncClient, Seeder],
+) -> None:
+    client, seed = seeded
+    await seed.conversation("mail", "Did you receive my message yesterday?")
+    page = await _search(client, "mesage yesterdy")
+    assert page["mode"] == "fuzzy"
+    snippet = page["results"][0]["matches"][0]["snippet"]
+    assert snippet.count("<mark>") == 1
+    assert "<mark>message</mark>" in snippet or "<mark>yesterday</mark>" in snippet
+
+
 async def test_the_fuzzy_fallback_leaves_out_excluded_words(
     seeded: tuple[httpx.AsyncClient, Seeder],
 ) -> None:
