@@ -65,5 +65,5 @@ def observed(app: Litestar) -> Litestar:
     """Request ids around everything (the outermost handler, as Litestar wraps CORS), and the
     app's connection pool in the metrics."""
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
-    POOLS.watch(app.state.database.engine)
+    POOLS.watch(app.state.database.engine, app.state.database.reads)
     return app

@@ -198,6 +198,54 @@ async def test_an_exhausted_pool_is_503_with_retry_after_and_recovers_at_once(
         assert (await api.get("/api/health")).json()["status"] == "healthy"
 
 
+async def test_a_busy_read_pool_is_503_with_retry_after_and_recovers_at_once(
+    server: Server, tmp_path: Path
+) -> None:
+    """The conversation list runs on the read pool: its one connection waits on a lock, so the
+    next lists wait for it past DB_POOL_TIMEOUT, and get 503 rather than hang or fail."""
+    server.ensure_running()
+    token = await signed_in(server.url)
+    bearer = {"authorization": f"Bearer {token}"}
+    settings = settings_for(server.url, tmp_path, db_read_pool_size=1, db_pool_timeout=0.5)
+    async with api_for(settings) as api:
+        assert (await api.get("/api/conversations", headers=bearer)).status_code == 200
+        locker = await asyncpg.connect(to_libpq(server.url))
+        try:
+            async with locker.transaction():
+                await locker.execute("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE")
+                blocked = asyncio.create_task(api.get("/api/conversations", headers=bearer))
+                await asyncio.sleep(0.3)  # it holds the read pool's one connection
+                answers = await asyncio.gather(
+                    *(api.get("/api/conversations", headers=bearer) for _ in range(5))
+                )
+                assert not blocked.done()
+        finally:
+            await locker.close()
+        for answer in answers:
+            assert_unavailable(answer)
+        assert (await blocked).status_code == 200
+        assert (await api.get("/api/conversations", headers=bearer)).status_code == 200
+
+
+async def test_a_read_after_a_write_in_one_request_sees_the_write(
+    server: Server, tmp_path: Path
+) -> None:
+    """Restore writes and then reads the restored page in one transaction: that read must run
+    on the session's connection, not on the read pool, which cannot see it yet."""
+    server.ensure_running()
+    token = await signed_in(server.url)
+    bearer = {"authorization": f"Bearer {token}"}
+    async with api_for(settings_for(server.url, tmp_path)) as api:
+        created = await api.post("/api/conversations", headers=bearer, json={"title": "back"})
+        conversation_id = created.json()["id"]
+        trashed = await api.delete(f"/api/conversations/{conversation_id}", headers=bearer)
+        assert trashed.is_success
+        restored = await api.post(f"/api/conversations/{conversation_id}/restore", headers=bearer)
+        assert restored.status_code == 200, restored.text
+        listed = await api.get("/api/conversations", headers=bearer)
+        assert conversation_id in [c["id"] for c in listed.json()["conversations"]]
+
+
 async def test_fifty_requests_on_two_connections_get_200_or_503_with_retry_after(
     server: Server, tmp_path: Path
 ) -> None:

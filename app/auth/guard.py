@@ -23,6 +23,7 @@ from app.auth.cookies import CookieNames, csrf_matches
 from app.auth.services import SessionService
 from app.db.models import Session, User
 from app.db.session import request_session
+from app.lib.deps import DbSession
 from app.lib.errors import Forbidden, Unauthorized
 from app.settings import Settings
 
@@ -107,8 +108,13 @@ async def authenticate(
         raise Unauthorized("Sign in first: no valid session.")
 
 
-def current_identity(request: Request[Any, Any, Any]) -> Identity:
-    """Dependency for private routes (the guard has already refused anonymous calls)."""
+def current_identity(request: Request[Any, Any, Any], db_session: DbSession) -> Identity:
+    """Dependency for private routes (the guard has already refused anonymous calls).
+
+    It takes `db_session` only to come after it: Litestar resolves the dependencies of one
+    level concurrently, in an anyio task group, which cost about 8% of the CPU of a
+    conversation list request; one after the other they cost nothing."""
+    del db_session
     identity = request.scope.get("auth")
     if not isinstance(identity, Identity):
         raise Unauthorized("Sign in first: no valid session.")

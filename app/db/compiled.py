@@ -2,9 +2,10 @@
 
 Building a `select()` and computing its cache key took about a millisecond per request, and
 loading ORM objects another, on requests whose SQL runs in well under that. A `CompiledQuery`
-is compiled to asyncpg's SQL when the module loads and runs on the request session's own
-connection: asyncpg keeps it prepared, rows come back as records, and no transaction is begun
-for it (a single statement sees one snapshot anyway). Writes keep using the ORM.
+is compiled to asyncpg's SQL when the module loads and runs on the app's read pool (or the
+request session's own connection, see `fetch`): asyncpg keeps it prepared, rows come back as
+records, and no transaction is begun for it (a single statement sees one snapshot anyway).
+Writes keep using the ORM.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from app.db.reads import CONNECTION_ERRORS, ReadPool
 from app.lib.errors import DatabaseUnavailable
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
@@ -32,22 +34,20 @@ class CompiledQuery:
         self.defaults = compiled.params
 
     async def fetch(self, db: AsyncSession, **params: Any) -> list[asyncpg.Record]:
-        """The rows, read on `db`'s connection (inside its transaction if one is open).
+        """The rows: on the read pool, or on `db`'s own connection when `db` has a transaction
+        open (it may have written what the read must see) or the app has no read pool.
 
         A connection that died (the server restarted, the socket is gone) is invalidated, as
         SQLAlchemy does for its own statements, and the request gets a 503, not a 500."""
+        values = [params.get(name, self.defaults[name]) for name in self.names]
+        reads: ReadPool | None = db.info.get("reads")
+        if reads is not None and reads.started and not db.in_transaction():
+            return await reads.fetch(self.sql, *values)
         connection = await db.connection()
         driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
         try:
-            rows: list[asyncpg.Record] = await driver.fetch(
-                self.sql, *(params.get(name, self.defaults[name]) for name in self.names)
-            )
-        except (
-            OSError,
-            asyncpg.InterfaceError,
-            asyncpg.PostgresConnectionError,
-            asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
-        ) as exc:
+            rows: list[asyncpg.Record] = await driver.fetch(self.sql, *values)
+        except CONNECTION_ERRORS as exc:
             await connection.invalidate(exc)
             raise DatabaseUnavailable(f"the database connection failed: {exc!r}") from exc
         return rows

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import QueuePool
 
+from app.db.reads import ReadPool
 from app.db.url import search_path_of, to_async_url
 from app.lib.errors import ConfigurationError, DatabaseUnavailable
 from app.settings import Settings
@@ -29,6 +30,9 @@ class Database:
     session_maker: async_sessionmaker[AsyncSession]
     # Every session shares one connection (tests): background writers must take turns.
     one_connection: bool = False
+    # The hot reads' own pool (app/db/reads.py); None when every read must see one
+    # connection's transaction (tests).
+    reads: ReadPool | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -57,7 +61,17 @@ class Database:
             },
         )
         event.listen(engine.sync_engine, "do_connect", _connect)
-        return cls(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+        def read_connect_kwargs() -> dict[str, Any]:
+            """What SQLAlchemy itself passes to asyncpg.connect for this URL."""
+            _, kwargs = engine.dialect.create_connect_args(engine.url)
+            return {**kwargs, "timeout": settings.db_connect_timeout,
+                    "server_settings": server_settings}  # fmt: skip
+
+        reads = ReadPool(read_connect_kwargs, settings.db_read_pool_size, settings.db_pool_timeout)
+        # Sessions carry the read pool for CompiledQuery.fetch.
+        session_maker = async_sessionmaker(engine, expire_on_commit=False, info={"reads": reads})
+        return cls(engine, session_maker, reads=reads)
 
     def pool_saturated(self) -> bool:
         """Every pooled connection is checked out: a new request waits for one to come back."""

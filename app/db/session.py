@@ -42,7 +42,14 @@ async def provide_db_session(
     its work rolled back when the session closes."""
     session = request_session(request)
     yield session
-    await session.commit()
+    if not _idle(session):
+        await session.commit()
+
+
+def _idle(session: AsyncSession) -> bool:
+    """Nothing begun and nothing pending (a request served from the read pool or the session
+    cache): commit and close would have nothing to do but their round of greenlets."""
+    return not (session.in_transaction() or session.new or session.dirty or session.deleted)
 
 
 async def close_request_session(message: Message, scope: Scope) -> None:
@@ -51,7 +58,7 @@ async def close_request_session(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
     session: AsyncSession | None = scope.get("state", {}).pop(_KEY, None)
-    if session is None:
+    if session is None or _idle(session):
         return
     try:
         await session.close()

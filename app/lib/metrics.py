@@ -55,12 +55,16 @@ class PoolCollector(Collector):
 
     def __init__(self) -> None:
         self._engines: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._read_pools: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
 
-    def watch(self, engine: Any) -> None:
-        """`engine`: anything with a `.pool` (an SQLAlchemy Engine or AsyncEngine)."""
+    def watch(self, engine: Any, reads: Any = None) -> None:
+        """`engine`: anything with a `.pool` (an SQLAlchemy Engine or AsyncEngine); `reads`:
+        the app's ReadPool, if it has one."""
         with self._lock:
             self._engines.add(engine)
+            if reads is not None:
+                self._read_pools.add(reads)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
@@ -74,6 +78,17 @@ class PoolCollector(Collector):
         in_use.add_metric([], sum(_checked_out(p) for p in pools))
         waiting.add_metric([], sum(_waiting(p) for p in pools))
         yield from (size, in_use, waiting)
+        with self._lock:
+            reads = list(self._read_pools)
+        read_size = GaugeMetricFamily(
+            "chatwithme_db_read_pool_size", "Connections the read pool may hold"
+        )
+        read_in_use = GaugeMetricFamily(
+            "chatwithme_db_read_pool_in_use", "Read pool connections in use now"
+        )
+        read_size.add_metric([], sum(r.size for r in reads))
+        read_in_use.add_metric([], sum(r.in_use for r in reads))
+        yield from (read_size, read_in_use)
 
 
 def _size(pool: Any) -> int:
