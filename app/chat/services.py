@@ -130,25 +130,16 @@ def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
     """A page of `MessageService.page`, newest first, each message with the caller's reactions,
     joined to the caller's conversation: no row at all when it is not theirs (or in the trash),
     one row of NULLs when it has no messages. One statement instead of three (ownership, page,
-    reactions)."""
-    reactions = (
-        select(MessageReaction.type)
-        .where(
-            MessageReaction.message_id == Message.id,
-            MessageReaction.user_id == bindparam("user_id"),
-        )
-        .order_by(MessageReaction.type)
-        .scalar_subquery()
-    )
+    reactions).
+
+    The page is the conversation's messages; the conversation is the caller's (`userId` is
+    bound on it). A `messages."userId"` condition as well made the prepared statement's generic
+    plan combine the conversation's index with all of the user's messages and sort them whole:
+    5 ms instead of 0.13 for a 2,500-message conversation. Reactions are looked up for the page
+    only, after its LIMIT."""
     messages = (
-        select(
-            *(c.label(c.key) for c in _MESSAGE_COLUMNS), func.array(reactions).label("reactions")
-        )
-        .where(
-            Message.conversation_id == Conversation.id,
-            Message.user_id == bindparam("user_id"),
-            Message.deleted_at.is_(None),
-        )
+        select(*(c.label(c.key) for c in _MESSAGE_COLUMNS))
+        .where(Message.conversation_id == Conversation.id, Message.deleted_at.is_(None))
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(bindparam("size"))
     )
@@ -160,8 +151,17 @@ def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
             or_(Message.created_at < at, and_(Message.created_at == at, Message.id < row_id))
         )
     page = messages.lateral("page")
+    reactions = (
+        select(MessageReaction.type)
+        .where(
+            MessageReaction.message_id == page.c.id,
+            MessageReaction.user_id == bindparam("user_id"),
+        )
+        .order_by(MessageReaction.type)
+        .scalar_subquery()
+    )
     query = (
-        select(*page.c)
+        select(*page.c, func.array(reactions).label("reactions"))
         .select_from(Conversation)
         .outerjoin(page, literal_column("true"))
         .where(
