@@ -29,7 +29,7 @@ from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.db.session import close_request_session, provide_db_session
 from app.health import health
-from app.lib.input import CheckedRequest, refuse_nul_parameters
+from app.lib.input import CheckedRequest
 from app.lib.openapi import openapi_config
 from app.lib.problems import EXCEPTION_HANDLERS
 from app.lib.rate_limit import rate_limiter
@@ -117,7 +117,8 @@ def create_app(
     app = Litestar(
         route_handlers=handlers,
         middleware=[prometheus_config().middleware] if settings.metrics_on else [],
-        guards=[refuse_nul_parameters, authenticate],
+        # One guard: Litestar copies the route handler for every guard it calls.
+        guards=[authenticate],
         request_class=CheckedRequest,
         dependencies={
             "settings": Provide(lambda: settings, sync_to_thread=False, use_cache=True),

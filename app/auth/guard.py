@@ -25,6 +25,7 @@ from app.db.models import Session, User
 from app.db.session import request_session
 from app.lib.deps import DbSession
 from app.lib.errors import Forbidden, Unauthorized
+from app.lib.input import refuse_nul_parameters
 from app.settings import Settings
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -76,7 +77,9 @@ def _usable(
 async def authenticate(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """App-level guard: resolves the session and enforces origin, CSRF and sign-in rules."""
+    """App-level guard: refuses NUL in path and query parameters, resolves the session, and
+    enforces origin, CSRF and sign-in rules."""
+    await refuse_nul_parameters(connection, handler)
     if handler.opt.get("sessionless", False):
         return  # public answers that must not wait on the database (metrics during an outage)
     settings: Settings = connection.app.state.settings

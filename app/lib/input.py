@@ -69,10 +69,8 @@ class CheckedRequest(Request[Any, Any, Any]):
 async def refuse_nul_parameters(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Guard, first in line: path and query parameters holding a NUL are a 400.
-
-    Async although it never waits: Litestar runs a sync guard in a worker thread, a thread
-    hop on every request."""
+    """Path and query parameters holding a NUL are a 400 (the first check of the app's guard,
+    before anything reaches the database)."""
     for key, value in connection.path_params.items():
         if isinstance(value, str) and NUL in value:
             raise refused(key, "path", NUL_MESSAGE)
