@@ -125,7 +125,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60, validation_alias="DB_POOL_TIMEOUT")
     # The hot reads' own asyncpg pool (conversation list, message pages): app/db/reads.py.
-    db_read_pool_size: int = Field(default=5, ge=1, le=200, validation_alias="DB_READ_POOL_SIZE")
+    db_read_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_READ_POOL_SIZE")
     db_connect_timeout: float = Field(
         default=5.0, gt=0, le=60, validation_alias="DB_CONNECT_TIMEOUT"
     )

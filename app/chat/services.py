@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.history import PastMessage
-from app.db.compiled import CompiledQuery
+from app.db.compiled import CompiledQuery, aware_utc
 from app.db.models import Conversation, Message, MessageReaction, Timestamp
 from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.lib.pagination import clamp, decode_cursor, encode_cursor
-from app.lib.time import as_utc, utc_now
+from app.lib.time import as_utc, to_naive_utc, utc_now
 from prisma_compat import cuid
 
 PREVIEW_CHARS = 200
@@ -90,12 +90,12 @@ def _conversation_list(after_cursor: bool) -> CompiledQuery:
         select(
             Conversation.id,
             Conversation.title,
-            Conversation.created_at,
-            Conversation.updated_at,
+            aware_utc(Conversation.created_at),
+            aware_utc(Conversation.updated_at),
             counted.label("message_count"),
             func.left(last.c.content, PREVIEW_CHARS).label("preview"),
             last.c.role,
-            last.c.at.label("last_at"),
+            aware_utc(last.c.at).label("last_at"),
         )
         .outerjoin(last, literal_column("true"))
         .where(Conversation.user_id == bindparam("user_id"), Conversation.deleted_at.is_(None))
@@ -124,6 +124,9 @@ _MESSAGE_COLUMNS = (
     Message.total_time_ms, Message.finish_reason, Message.error_code, Message.reply_to_id,
     Message.prompt_message_ids, Message.attempts, Message.superseded_at,
 )  # fmt: skip
+
+
+_AWARE = {"created_at", "superseded_at"}  # timestamps the page gives as aware ones
 
 
 def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
@@ -161,7 +164,13 @@ def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
         .scalar_subquery()
     )
     query = (
-        select(*page.c, func.array(reactions).label("reactions"))
+        select(
+            *(
+                aware_utc(column).label(column.key) if column.key in _AWARE else column
+                for column in page.c
+            ),
+            func.array(reactions).label("reactions"),
+        )
         .select_from(Conversation)
         .outerjoin(page, literal_column("true"))
         .where(
@@ -190,7 +199,7 @@ def _message_from_record(r: Record) -> schemas.Message:
         role=r["role"],
         content=r["content"],
         model=r["model"],
-        created_at=as_utc(r["created_at"]),
+        created_at=r["created_at"],
         status=r["status"],
         provider=r["provider"],
         usage=schemas.Usage(r["prompt_tokens"], r["completion_tokens"], r["tokens_estimated"])
@@ -203,7 +212,7 @@ def _message_from_record(r: Record) -> schemas.Message:
         reply_to_id=r["reply_to_id"],
         prompt_message_ids=r["prompt_message_ids"] if answered else None,
         attempts=r["attempts"],
-        superseded_at=as_utc(r["superseded_at"]) if r["superseded_at"] else None,
+        superseded_at=r["superseded_at"],
         reactions=r["reactions"],
     )
 
@@ -243,16 +252,18 @@ class ConversationService:
                 schemas.ConversationSummary(
                     id=r[0],
                     title=r[1],
-                    created_at=as_utc(r[2]),
-                    updated_at=as_utc(r[3]),
+                    created_at=r[2],
+                    updated_at=r[3],
                     message_count=r[4],
                     last_message=r[5],
                     last_message_role=r[6],
-                    last_message_at=as_utc(r[7]) if r[7] else None,
+                    last_message_at=r[7],
                 )
                 for r in page
             ],
-            next_cursor=encode_cursor(page[-1][3], page[-1][0]) if len(rows) > size else None,
+            next_cursor=encode_cursor(to_naive_utc(page[-1][3]), page[-1][0])
+            if len(rows) > size
+            else None,
         )
 
     async def create(self, title: str | None) -> Conversation:
@@ -469,7 +480,7 @@ class MessageService:
         page.reverse()
         return schemas.MessagePage(
             messages=[_message_from_record(r) for r in page],
-            next_cursor=encode_cursor(page[0]["created_at"], page[0]["id"])
+            next_cursor=encode_cursor(to_naive_utc(page[0]["created_at"]), page[0]["id"])
             if len(rows) > size
             else None,
         )

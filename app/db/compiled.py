@@ -13,14 +13,22 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import ColumnElement, Select
 
 from app.db.reads import CONNECTION_ERRORS, ReadPool
 from app.lib.errors import DatabaseUnavailable
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+
+
+def aware_utc(column: Any) -> ColumnElement[Any]:
+    """A stored naive-UTC timestamp as `timestamptz`, which asyncpg decodes to an aware UTC
+    datetime (so JSON carries the `Z`) in C; making each one aware in Python took 8% of the
+    conversation list's CPU."""
+    return func.timezone("UTC", column)
 
 
 class CompiledQuery:

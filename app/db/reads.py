@@ -5,7 +5,9 @@ session it also paid for the session, a pool checkout through greenlets and a co
 much CPU as everything else in the request. And SQLAlchemy's asyncio pool gives a connection
 that comes back to whichever request asks next, not to the one that waited longest: at 32
 concurrent requests on 10 connections the median was 14 ms and the p95 150-350 ms. asyncpg's
-pool queues its waiters in order.
+pool has the same habit (a request arriving as a connection comes back takes it, and the one
+that was woken goes to the back of the queue), so requests take turns at a semaphore first,
+which asyncio serves first come, first served.
 
 What a session has written and not committed is visible only on its own connection, so a read
 inside an open transaction still runs there (`CompiledQuery.fetch` decides).
@@ -13,6 +15,7 @@ inside an open transaction still runs there (`CompiledQuery.fetch` decides).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +41,7 @@ class ReadPool:
         self.size = size
         self._timeout = timeout
         self._pool: asyncpg.Pool | None = None
+        self._turns: asyncio.Semaphore | None = None
 
     @property
     def started(self) -> bool:
@@ -51,6 +55,7 @@ class ReadPool:
 
     async def start(self) -> None:
         """Make the pool (no connection yet: the app starts without waiting for the server)."""
+        self._turns = asyncio.Semaphore(self.size)
         self._pool = await asyncpg.create_pool(
             min_size=0,
             max_size=self.size,
@@ -67,15 +72,21 @@ class ReadPool:
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """The rows of one statement, 503 (DatabaseUnavailable) when the server is out of reach
         or every connection stays busy for the pool timeout."""
-        assert self._pool is not None, "ReadPool.start() first"
+        assert self._pool is not None and self._turns is not None, "ReadPool.start() first"
         try:
-            async with self._pool.acquire(timeout=self._timeout) as connection:
-                rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
-                return rows
+            async with asyncio.timeout(self._timeout):
+                await self._turns.acquire()
         except TimeoutError as exc:
             raise DatabaseUnavailable("every database connection is busy") from exc
+        try:
+            # A turn means a connection is free (or may be opened): no wait here.
+            async with self._pool.acquire() as connection:
+                rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+                return rows
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc!r}") from exc
+        finally:
+            self._turns.release()
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
