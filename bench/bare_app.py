@@ -1,5 +1,7 @@
 """The baseline of T1 and T2: a bare ASGI app, asyncpg and msgspec, running the same SQL as
-the real app for the same two routes (session lookup, ownership check, page, reactions).
+the real app for the same two routes: the session lookup (which the app caches for 2 s), then
+the app's own compiled statement for the list, or for the page (ownership, messages and
+reactions in one).
 
     BENCH_DATABASE_URL=postgresql://... uvicorn bench.bare_app:app
 """
@@ -13,30 +15,20 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from app.chat.services import _CONVERSATIONS, _MESSAGE_PAGES
+from app.db.compiled import CompiledQuery
+
 SESSION = """SELECT s.id, s."sessionToken", s."userId", s.expires, s."createdAt", u.id, u.name,
     u.email, u."emailVerified", u.image, u."createdAt", u."updatedAt"
     FROM sessions s JOIN users u ON u.id = s."userId" WHERE s."sessionToken" = $1"""
-CONVERSATIONS = """SELECT conversations.id, conversations.title, conversations."createdAt",
-    conversations."updatedAt",
-    (SELECT count(*) FROM messages WHERE messages."conversationId" = conversations.id) AS message_count,
-    left(last.content, 200) AS preview, last.role, last.at AS last_at
-    FROM conversations LEFT OUTER JOIN LATERAL (
-        SELECT messages.content AS content, messages.role AS role, messages."createdAt" AS at
-        FROM messages WHERE messages."conversationId" = conversations.id
-          AND messages."supersededAt" IS NULL
-        ORDER BY messages."createdAt" DESC, messages.id DESC LIMIT 1) AS last ON true
-    WHERE conversations."userId" = $1
-    ORDER BY conversations."updatedAt" DESC, conversations.id DESC LIMIT $2"""
-OWNED = """SELECT id, title, "userId", "createdAt", "updatedAt", "generatingUntil"
-    FROM conversations WHERE id = $1 AND "userId" = $2"""
-MESSAGES = """SELECT id, content, role, model, "conversationId", "userId", "createdAt", status,
-    provider, "promptTokens", "completionTokens", "tokensEstimated", "timeToFirstTokenMs",
-    "totalTimeMs", "finishReason", "errorCode", attempts, "promptMessageIds", "replyToId",
-    "supersededAt" FROM messages
-    WHERE "conversationId" = $1 AND "userId" = $2 AND "supersededAt" IS NULL
-    ORDER BY "createdAt" DESC, id DESC LIMIT $3"""
-REACTIONS = """SELECT "messageId", type FROM message_reactions
-    WHERE "messageId" = ANY($1) AND "userId" = $2 ORDER BY type"""
+# The app's own statements, compiled as the app compiles them: the same SQL by construction.
+CONVERSATIONS = _CONVERSATIONS.sql
+PAGE = _MESSAGE_PAGES[False, False].sql
+
+
+def _args(query: CompiledQuery, **values: Any) -> list[Any]:
+    return [values.get(name, query.defaults[name]) for name in query.names]
+
 
 pool: asyncpg.Pool | None = None
 encoder = msgspec.json.Encoder()
@@ -54,18 +46,20 @@ async def handle(path: str, query: str, token: str | None) -> tuple[int, bytes]:
             return _json(401, {"status": 401, "title": "Unauthorized", "detail": "no session"})
         user_id = session["userId"]
         if path == "/api/conversations":
-            rows = await db.fetch(CONVERSATIONS, user_id, 21)
+            rows = await db.fetch(CONVERSATIONS, *_args(_CONVERSATIONS, user_id=user_id, size=21))
             return _json(200, {"conversations": [
-                {"id": r["id"], "title": r["title"], "createdAt": r["createdAt"],
-                 "updatedAt": r["updatedAt"], "messageCount": r["message_count"],
-                 "lastMessage": r["preview"], "lastMessageRole": r["role"],
-                 "lastMessageAt": r["last_at"]} for r in rows[:20]], "nextCursor": None})  # fmt: skip
+                {"id": r[0], "title": r[1], "createdAt": r[2], "updatedAt": r[3],
+                 "messageCount": r[4], "lastMessage": r[5], "lastMessageRole": r[6],
+                 "lastMessageAt": r[7]} for r in rows[:20]], "nextCursor": None})  # fmt: skip
         conversation_id = path.removeprefix("/api/conversations/").removesuffix("/messages")
-        if await db.fetchrow(OWNED, conversation_id, user_id) is None:
+        page = _MESSAGE_PAGES[False, False]
+        rows = await db.fetch(PAGE, *_args(page, user_id=user_id, conversation_id=conversation_id,
+                                           size=51))  # fmt: skip
+        if not rows:
             return _json(404, {"status": 404, "title": "Not Found", "detail": "none"})
-        rows = list(reversed((await db.fetch(MESSAGES, conversation_id, user_id, 51))[:50]))
-        await db.fetch(REACTIONS, [r["id"] for r in rows], user_id)  # as the app does
-        return _json(200, {"messages": [dict(r) for r in rows], "nextCursor": None})
+        messages = [dict(r) for r in rows[:50] if r["id"] is not None]
+        messages.reverse()
+        return _json(200, {"messages": messages, "nextCursor": None})
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:

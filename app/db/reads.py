@@ -31,6 +31,7 @@ CONNECTION_ERRORS = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
 )
+CLOSE_SECONDS = 5.0
 
 
 class ReadPool:
@@ -65,9 +66,14 @@ class ReadPool:
         )
 
     async def close(self) -> None:
+        """Close the connections once their reads end (a read still stuck after 5 s has its
+        connection cut: shutdown does not wait on it)."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_SECONDS)
+            except TimeoutError:
+                pool.terminate()
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """The rows of one statement, 503 (DatabaseUnavailable) when the server is out of reach
