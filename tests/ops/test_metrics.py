@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from sqlalchemy import text
 
 from app.asgi import create_app
 from app.db.engine import Database
@@ -187,3 +188,32 @@ async def test_metrics_answer_while_the_database_is_unreachable(live_settings: S
         signed_in = await client.get("/api/users/me", headers={"authorization": "Bearer x"})
     assert metrics.status_code == 200  # the scrape never looks a session up
     assert signed_in.status_code == 503
+
+
+async def test_read_pool_gauges_show_its_size_and_connections_in_use(
+    live_settings: Settings, own_database_url: str
+) -> None:
+    """The conversation list reads on the read pool: its connection shows as in use while a
+    lock keeps the list waiting, and as free again once the list is answered."""
+    settings = live_settings.model_copy(update={"db_read_pool_size": 3})
+    database = Database.from_url(own_database_url, settings)
+    async with (
+        served(create_app(settings, database=database)) as url,
+        httpx.AsyncClient(base_url=url, timeout=60) as client,
+    ):
+        token = await sign_in(client, "metrics-reads@example.com")
+        bearer = {"authorization": f"Bearer {token}"}
+        assert (await client.get("/api/conversations", headers=bearer)).status_code == 200
+        assert sample(await scrape(client), "chatwithme_db_read_pool_size") >= 3
+        async with database.engine.connect() as locker, locker.begin():
+            await locker.execute(text("LOCK TABLE conversations IN ACCESS EXCLUSIVE MODE"))
+            listing = asyncio.create_task(client.get("/api/conversations", headers=bearer))
+            for _ in range(500):  # until the list holds a read connection, waiting on the lock
+                if sample(await scrape(client), "chatwithme_db_read_pool_in_use") >= 1:
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the list was never seen on the read pool")
+        assert (await listing).status_code == 200
+        assert sample(await scrape(client), "chatwithme_db_read_pool_in_use") == 0
+    await database.engine.dispose()
