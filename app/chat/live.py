@@ -29,14 +29,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, case, exists, select, text, update
+from sqlalchemy import Select, and_, bindparam, case, exists, select, text, update
 from sqlalchemy.orm import aliased
 
 from app.chat import schemas
 from app.chat.history import Window
 from app.chat.services import message_schema
 from app.db.engine import Database
-from app.db.models import Conversation, Message
+from app.db.models import Conversation, Message, Timestamp
 from app.db.url import to_libpq
 from app.lib import metrics
 from app.lib.time import utc_now
@@ -73,6 +73,49 @@ FINAL_COLUMNS = (
 )  # fmt: skip
 # A reader in another process looks at the saved row this often when no notification comes.
 POLL_SECONDS = 1.0
+
+
+def _final_write() -> Select[tuple[str]]:
+    """The last write of an answer: its row, and the release of the conversation's lease, in
+    one statement of two data-modifying CTEs. Built once, with bound parameters: building it
+    for each answer was about a sixth of an answer's CPU."""
+    values: dict[str, Any] = {
+        name: bindparam(name, type_=getattr(Message, name).type) for name in FINAL_COLUMNS
+    }
+    # A stop made through the database wins over the status this process saw.
+    values["status"] = case((Message.status == "cancelled", "cancelled"), else_=values["status"])
+    answer_id = bindparam("answer_id", type_=Message.id.type)
+    conversation_id = bindparam("conversation_id", type_=Message.conversation_id.type)
+    other = aliased(Message)
+    answered = (
+        update(Message)
+        .where(Message.id == answer_id)
+        .values(**values)
+        .returning(Message.status)
+        .cte("answered")
+    )
+    released = (
+        update(Conversation)
+        .where(
+            Conversation.id == conversation_id,
+            # Release only our own lease: not one a newer generation took after ours had
+            # expired while the database was away.
+            ~exists().where(
+                and_(
+                    other.conversation_id == conversation_id,
+                    other.status == "streaming",
+                    other.id != answer_id,
+                )
+            ),
+        )
+        .values(updated_at=bindparam("now", type_=Timestamp), generating_until=None)
+        .returning(Conversation.id)
+        .cte("released")
+    )
+    return select(answered.c.status).add_cte(released)
+
+
+FINAL_WRITE = _final_write()
 
 
 SAVE_TEXTS = text(
@@ -446,39 +489,11 @@ class LiveAnswers:
             delay = min(delay * 2, 2.0)
 
     async def _write_final(self, question: Question, row: Message) -> str | None:
-        values: dict[str, Any] = {name: getattr(row, name) for name in FINAL_COLUMNS}
-        # A stop made through the database wins over the status this process saw.
-        values["status"] = case(
-            (Message.status == "cancelled", "cancelled"), else_=values["status"]
-        )
-        other = aliased(Message)
-        answered = (
-            update(Message)
-            .where(Message.id == row.id)
-            .values(**values)
-            .returning(Message.status)
-            .cte("answered")
-        )
-        released = (
-            update(Conversation)
-            .where(
-                Conversation.id == question.conversation_id,
-                # Release only our own lease: not one a newer generation took after ours had
-                # expired while the database was away.
-                ~exists().where(
-                    and_(
-                        other.conversation_id == question.conversation_id,
-                        other.status == "streaming",
-                        other.id != row.id,
-                    )
-                ),
-            )
-            .values(updated_at=utc_now(), generating_until=None)
-            .returning(Conversation.id)
-            .cte("released")
-        )
+        params: dict[str, Any] = {name: getattr(row, name) for name in FINAL_COLUMNS}
+        params |= {"answer_id": row.id, "conversation_id": question.conversation_id,
+                   "now": utc_now()}  # fmt: skip
         async with self.database.session_maker() as db:  # one statement, one round trip
-            status = await db.scalar(select(answered.c.status).add_cte(released))
+            status: str | None = await db.scalar(FINAL_WRITE, params)
             await db.commit()
         return status
 
