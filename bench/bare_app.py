@@ -16,7 +16,6 @@ import asyncpg
 import msgspec
 
 from app.chat.services import _CONVERSATIONS, _MESSAGE_PAGES
-from app.db.compiled import CompiledQuery
 
 SESSION = """SELECT s.id, s."sessionToken", s."userId", s.expires, s."createdAt", u.id, u.name,
     u.email, u."emailVerified", u.image, u."createdAt", u."updatedAt"
@@ -24,10 +23,6 @@ SESSION = """SELECT s.id, s."sessionToken", s."userId", s.expires, s."createdAt"
 # The app's own statements, compiled as the app compiles them: the same SQL by construction.
 CONVERSATIONS = _CONVERSATIONS.sql
 PAGE = _MESSAGE_PAGES[False, False].sql
-
-
-def _args(query: CompiledQuery, **values: Any) -> list[Any]:
-    return [values.get(name, query.defaults[name]) for name in query.names]
 
 
 pool: asyncpg.Pool | None = None
@@ -46,14 +41,16 @@ async def handle(path: str, query: str, token: str | None) -> tuple[int, bytes]:
             return _json(401, {"status": 401, "title": "Unauthorized", "detail": "no session"})
         user_id = session["userId"]
         if path == "/api/conversations":
-            rows = await db.fetch(CONVERSATIONS, *_args(_CONVERSATIONS, user_id=user_id, size=21))
+            rows = await db.fetch(
+                CONVERSATIONS, *_CONVERSATIONS.arguments(user_id=user_id, size=21)
+            )
             return _json(200, {"conversations": [
                 {"id": r[0], "title": r[1], "createdAt": r[2], "updatedAt": r[3],
                  "messageCount": r[4], "lastMessage": r[5], "lastMessageRole": r[6],
                  "lastMessageAt": r[7]} for r in rows[:20]], "nextCursor": None})  # fmt: skip
         conversation_id = path.removeprefix("/api/conversations/").removesuffix("/messages")
         page = _MESSAGE_PAGES[False, False]
-        rows = await db.fetch(PAGE, *_args(page, user_id=user_id, conversation_id=conversation_id,
+        rows = await db.fetch(PAGE, *page.arguments(user_id=user_id, conversation_id=conversation_id,
                                            size=51))  # fmt: skip
         if not rows:
             return _json(404, {"status": 404, "title": "Not Found", "detail": "none"})

@@ -62,8 +62,9 @@ def _wrk(url: str, script: Path, seconds: int, connections: int) -> subprocess.P
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
-def _figures(process: subprocess.Popen[str]) -> dict[str, float]:
+def _figures(process: subprocess.Popen[str], script: Path) -> dict[str, float]:
     output, _ = process.communicate(timeout=300)
+    script.unlink(missing_ok=True)
     found = re.search(r"FIGURES (.*)", output)
     assert found, output
     return {k: float(v) for k, v in (pair.split("=") for pair in found.group(1).split())}
@@ -160,9 +161,10 @@ def run(seconds: int) -> dict[str, Any]:
             mix.append(search)
         try:
             before = asyncio.run(_messages_of(url, CHAT_USER))
-            reads = _wrk(base, _rotating_lua(mix), seconds, 56)
+            script = _rotating_lua(mix)
+            reads = _wrk(base, script, seconds, 56)
             chat = asyncio.run(_chats(base, SESSION_PREFIX + CHAT_USER, seconds, 8))
-            figures: dict[str, Any] = {"reads": _figures(reads), "chat": chat}
+            figures: dict[str, Any] = {"reads": _figures(reads, script), "chat": chat}
             stored = asyncio.run(_messages_of(url, CHAT_USER)) - before
         finally:
             app.stop()

@@ -26,7 +26,8 @@ SCOPE = "openid email profile"
 ALGORITHMS = ["RS256"]
 METADATA_TTL = 3600.0
 CLOCK_LEEWAY = 60
-HTTP_TIMEOUT = 10.0  # seconds, 5 of them to connect
+HTTP_TIMEOUT = 10.0  # seconds, for discovery and the JWKS
+CONNECT_TIMEOUT = 5.0
 TOKEN_TIMEOUT = 10.0  # Authlib hands this to each request; it takes seconds, not a Timeout
 # Google's ID tokens may name the issuer with or without the scheme.
 GOOGLE_ISSUERS = {"https://accounts.google.com", "accounts.google.com"}
@@ -76,7 +77,9 @@ class GoogleOIDC:
         import httpx
 
         try:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(HTTP_TIMEOUT, connect=5.0)) as http:
+            async with httpx.AsyncClient(
+                timeout=httpx.Timeout(HTTP_TIMEOUT, connect=CONNECT_TIMEOUT)
+            ) as http:
                 response = await http.get(url)
                 response.raise_for_status()
                 data = response.json()

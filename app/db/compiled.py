@@ -41,13 +41,17 @@ class CompiledQuery:
         # Values the statement holds itself (`limit(1)`, `left(x, 200)`); the rest are None.
         self.defaults = compiled.params
 
+    def arguments(self, **params: Any) -> list[Any]:
+        """The positional values for `sql`: `params` by name, else the statement's own."""
+        return [params.get(name, self.defaults[name]) for name in self.names]
+
     async def fetch(self, db: AsyncSession, **params: Any) -> list[asyncpg.Record]:
         """The rows: on the read pool, or on `db`'s own connection when `db` has a transaction
         open (it may have written what the read must see) or the app has no read pool.
 
         A connection that died (the server restarted, the socket is gone) is invalidated, as
         SQLAlchemy does for its own statements, and the request gets a 503, not a 500."""
-        values = [params.get(name, self.defaults[name]) for name in self.names]
+        values = self.arguments(**params)
         reads: ReadPool | None = db.info.get("reads")
         if reads is not None and reads.started and not db.in_transaction():
             return await reads.fetch(self.sql, *values)

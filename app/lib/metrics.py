@@ -69,6 +69,7 @@ class PoolCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self._lock:
             pools = [engine.pool for engine in self._engines]
+            reads = list(self._read_pools)
         size = GaugeMetricFamily("chatwithme_db_pool_size", "Connections the pool may hold")
         in_use = GaugeMetricFamily("chatwithme_db_pool_in_use", "Connections checked out now")
         waiting = GaugeMetricFamily(
@@ -78,8 +79,6 @@ class PoolCollector(Collector):
         in_use.add_metric([], sum(_checked_out(p) for p in pools))
         waiting.add_metric([], sum(_waiting(p) for p in pools))
         yield from (size, in_use, waiting)
-        with self._lock:
-            reads = list(self._read_pools)
         read_size = GaugeMetricFamily(
             "chatwithme_db_read_pool_size", "Connections the read pool may hold"
         )

@@ -27,10 +27,10 @@ from app.llm.types import (
     estimate_message_tokens,
     estimate_tokens,
 )
+from app.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
-from app.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
