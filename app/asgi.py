@@ -16,6 +16,7 @@ from app.auth import cookies
 from app.auth.controllers import AuthController, dev_login
 from app.auth.google import GoogleOIDC
 from app.auth.guard import authenticate, current_identity, optional_identity
+from app.auth.origins import cors_config, drop_foreign_cors_headers
 from app.chat.controllers import (
     ConversationController,
     MessageController,
@@ -130,7 +131,12 @@ def create_app(
             "maybe_identity": Provide(optional_identity, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        before_send=[close_request_session, refresh_session_cookie],
+        before_send=[
+            close_request_session,
+            refresh_session_cookie,
+            drop_foreign_cors_headers(settings),
+        ],
+        cors_config=cors_config(settings),
         on_startup=[
             *([database.reads.start] if database.reads is not None else []),
             answers.start,

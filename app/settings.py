@@ -6,6 +6,7 @@ import secrets
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,8 @@ class Settings(BaseSettings):
         default="https://accounts.google.com", validation_alias="AUTH_GOOGLE_ISSUER"
     )
     auth_dev_login: bool = Field(default=False, validation_alias="AUTH_DEV_LOGIN")
+    # Browser origins besides AUTH_URL's that may call the API with credentials (CORS).
+    cors_allowed_origins: str = Field(default="", validation_alias="CORS_ALLOWED_ORIGINS")
     auth_allow_email_linking: bool = Field(
         default=False, validation_alias="AUTH_ALLOW_EMAIL_LINKING"
     )
@@ -165,6 +168,13 @@ class Settings(BaseSettings):
             return None
         return value
 
+    @field_validator("cors_allowed_origins")
+    @classmethod
+    def _exact_origins(cls, value: str) -> str:
+        for origin in _split_origins(value):
+            _exact_origin(origin)
+        return value
+
     @field_validator("log_level", "log_format", "app_env", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
@@ -193,6 +203,11 @@ class Settings(BaseSettings):
         """AUTH_URL without a trailing slash."""
         return self.auth_url.rstrip("/")
 
+    @cached_property
+    def cors_origins(self) -> tuple[str, ...]:
+        """CORS_ALLOWED_ORIGINS as exact, lowercased origins (`scheme://host[:port]`)."""
+        return tuple(_exact_origin(origin) for origin in _split_origins(self.cors_allowed_origins))
+
     @property
     def uses_https(self) -> bool:
         return self.auth_url.lower().startswith("https://")
@@ -218,6 +233,36 @@ class Settings(BaseSettings):
         if self.auth_secret:
             return self.auth_secret
         return _development_secret(self.data_dir)
+
+
+def _split_origins(value: str) -> list[str]:
+    return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+
+def _exact_origin(origin: str) -> str:
+    """`origin` as a browser sends it in `Origin`; ValueError for `*`, paths and other URLs."""
+    if "*" in origin:
+        raise ValueError(f"{origin!r}: a wildcard is not allowed, list exact origins")
+    parts = urlsplit(origin)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme.lower() not in {"http", "https"}
+        or not parts.hostname
+        or parts.username is not None
+        or parts.path not in {"", "/"}
+        or parts.query
+        or parts.fragment
+        or port == -1
+    ):
+        raise ValueError(f"{origin!r} is not an origin like https://app.example.com[:port]")
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}[scheme]
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port not in {None, default} else "")
 
 
 def _is_placeholder(secret: str | None) -> bool:

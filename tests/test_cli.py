@@ -360,3 +360,13 @@ def test_an_explicit_auth_url_is_kept(tmp_path: Path, databases: DatabaseFactory
         assert providers["email"]["signinUrl"] == "https://chat.example.com/api/auth/signin/email"
     finally:
         assert _interrupt(process) == 0
+
+
+@pytest.mark.parametrize(
+    "origins", ["*", "https://app.example.com/path", "app.example.com", "https://*.example.com"]
+)
+def test_a_wildcard_or_malformed_cors_origin_is_a_one_line_error(
+    tmp_path: Path, origins: str
+) -> None:
+    result = _run_serve(tmp_path, "--port", str(_free_port()), CORS_ALLOWED_ORIGINS=origins)
+    _assert_one_line_error(result, "CORS_ALLOWED_ORIGINS")

@@ -229,7 +229,12 @@ class AuthController(Controller):
         response.set_cookie(cookies.expired(settings, check_name))
         return response
 
-    @post("/signin/email", opt={**PUBLIC, "csrf": True}, status_code=200, responses=problems(429))
+    @post(
+        "/signin/email",
+        opt={**PUBLIC, "csrf": True, "signs_in": True},
+        status_code=200,
+        responses=problems(429),
+    )
     async def signin_email(
         self,
         request: Request[Any, Any, Any],
@@ -358,7 +363,13 @@ class AuthController(Controller):
         return problem(status, "Sign-in Failed", ERROR_MESSAGES[code], error=code)
 
 
-@post("/api/auth/dev-login", opt=PUBLIC, tags=["auth"], status_code=200, responses=problems(429))
+@post(
+    "/api/auth/dev-login",
+    opt={**PUBLIC, "signs_in": True},
+    tags=["auth"],
+    status_code=200,
+    responses=problems(429),
+)
 async def dev_login(
     request: Request[Any, Any, Any],
     settings: AppSettings,

@@ -2,7 +2,8 @@
 
 - The session token comes from `Authorization: Bearer`, or from the session cookie (ours, or
   NextAuth v4's name). Routes are private unless their `opt` says `public`.
-- A request carrying the session cookie is refused when its `Origin` is another site's.
+- A request carrying the session cookie (or signing in) is refused when its `Origin` is neither
+  AUTH_URL's nor in CORS_ALLOWED_ORIGINS.
 - Cookie-authenticated POST/PUT/PATCH/DELETE (and routes marked `csrf`) need the CSRF token in
   `x-csrf-token`, checked against the CSRF cookie (double submit, constant-time compare).
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -20,6 +20,7 @@ from litestar.enums import ScopeType
 from litestar.handlers.base import BaseRouteHandler
 
 from app.auth.cookies import CookieNames, csrf_matches
+from app.auth.origins import allowed_origins
 from app.auth.services import SessionService
 from app.db.models import Session, User
 from app.db.session import request_session
@@ -47,11 +48,6 @@ class Identity:
 
 # Handlers take `identity: CurrentIdentity`, injected by name (see create_app).
 CurrentIdentity = NamedDependency[Identity]
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _credentials(
@@ -87,8 +83,14 @@ async def authenticate(
     found = _credentials(connection, names)
     via = found[1] if found else None
 
+    # A cookie request, or a sign-in that would set one (login CSRF), from an origin that is
+    # neither ours nor configured is refused; bearer-only requests carry no ambient authority.
     origin = connection.headers.get("origin")
-    if via == "cookie" and origin and origin.lower() != origin_of(settings.base_url):
+    if (
+        origin
+        and (via == "cookie" or handler.opt.get("signs_in", False))
+        and origin.lower() not in allowed_origins(settings)
+    ):
         raise Forbidden("Cross-site requests with the session cookie are refused.")
 
     method = connection.scope["method"] if connection.scope["type"] == ScopeType.HTTP else ""

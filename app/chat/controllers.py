@@ -113,7 +113,6 @@ async def chat(
             generate_examples=False,
         ),
         204: ResponseSpec(None, description="Nothing is being generated"),
-        **problems(404),
     },
 )
 async def resume_chat(
@@ -124,8 +123,9 @@ async def resume_chat(
     format: Annotated[str, QueryParameter(pattern="^(ui|events)$")] = "ui",
 ) -> Response[Any] | Stream:
     """Re-attach to the answer being generated (by any app process): everything so far, then
-    live to the end. `204` when nothing is being generated. The AI SDK's resume request."""
-    exchange = await flow.attach(db_session, identity.user_id, conversation_id)
+    live to the end. `204` when nothing is being generated, for any id (another user's too).
+    The AI SDK's resume request."""
+    exchange = await flow.resumable(db_session, identity.user_id, conversation_id)
     if exchange is None:
         return Response(None, status_code=204)
     await db_session.commit()  # hold no transaction while following

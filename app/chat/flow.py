@@ -21,7 +21,7 @@ from app.chat.live import LEASE, Ended, LiveAnswers, Piece, Question, Text
 from app.chat.quotas import QuotaService
 from app.chat.services import ConversationService, MessageService, message_schema, title_from
 from app.db.models import Message, UserPreferences
-from app.lib.errors import Conflict, InvalidInput
+from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.llm.catalogue import UnknownModel
 from app.llm.types import ModelInfo
 from app.settings import Settings
@@ -248,6 +248,16 @@ class ChatFlow:
             conversation_id, None, answer.id, answer.model, answer.provider,
             await self._reader_of(answer),
         )  # fmt: skip
+
+    async def resumable(
+        self, db: AsyncSession, user_id: str, conversation_id: str
+    ) -> Exchange | None:
+        """As `attach`, but None for a conversation that is not the caller's or does not exist
+        (yet): a client resuming a chat id it has only just made up learns nothing either way."""
+        try:
+            return await self.attach(db, user_id, conversation_id)
+        except NotFound:
+            return None
 
     async def stop(self, db: AsyncSession, user_id: str, conversation_id: str) -> Message | None:
         """Stop the answer being generated in the conversation; None when none was."""
