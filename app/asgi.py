@@ -13,7 +13,7 @@ from litestar.types import Message, Scope
 
 from app import __version__
 from app.auth import cookies
-from app.auth.controllers import AuthController, dev_login
+from app.auth.controllers import AuthController, EmailSignInController, dev_login
 from app.auth.google import GoogleOIDC
 from app.auth.guard import authenticate, current_identity, optional_identity
 from app.auth.origins import cors_config, drop_foreign_cors_headers
@@ -44,6 +44,8 @@ from app.users.controllers import UserController
 from app.web.controllers import web_router
 
 MAX_BODY_BYTES = 1024 * 1024
+# Sign-ins for one address from all IPs, as a multiple of AUTH_SIGNIN_LIMIT (per address and IP).
+SIGNIN_ADDRESS_CAP = 10
 
 
 def _redis(url: str | None) -> Any | None:
@@ -110,6 +112,8 @@ def create_app(
         UserController,
         web_router(),
     ]
+    if settings.email_signin_enabled:
+        handlers.append(EmailSignInController)
     if settings.dev_login_enabled:
         handlers.append(dev_login)
     if settings.metrics_on:
@@ -163,6 +167,12 @@ def create_app(
                 ),
                 "signin_email_limiter": rate_limiter(
                     redis, "signin-email", settings.auth_signin_limit, settings.auth_signin_window
+                ),
+                "signin_address_cap": rate_limiter(
+                    redis,
+                    "signin-address",
+                    settings.auth_signin_limit * SIGNIN_ADDRESS_CAP,
+                    settings.auth_signin_window,
                 ),
                 "chat_limiter": rate_limiter(
                     redis, "chat", settings.chat_rate_limit, settings.chat_rate_window

@@ -156,6 +156,12 @@ def serve(args: argparse.Namespace) -> None:
             args.port,
             settings.auth_url,
         )
+        # X-Forwarded-For/-Proto count only from TRUSTED_PROXIES (uvicorn's default trusts
+        # loopback, which lets any local client pick the address its rate limits count).
+        forwarded = {
+            "proxy_headers": bool(settings.trusted_proxies),
+            "forwarded_allow_ips": settings.trusted_proxies or "",
+        }
         if args.reload or args.workers > 1:
             # Worker processes build their own app from the environment.
             os.environ["DATABASE_URL"] = url
@@ -169,6 +175,7 @@ def serve(args: argparse.Namespace) -> None:
                 workers=None if args.reload else args.workers,
                 log_level=settings.log_level,
                 log_config=log_config,
+                **forwarded,
             )
         else:
             from app.asgi import create_app
@@ -180,6 +187,7 @@ def serve(args: argparse.Namespace) -> None:
                 port=args.port,
                 log_level=settings.log_level,
                 log_config=log_config,
+                **forwarded,
             )
 
 

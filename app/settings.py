@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         default="https://accounts.google.com", validation_alias="AUTH_GOOGLE_ISSUER"
     )
     auth_dev_login: bool = Field(default=False, validation_alias="AUTH_DEV_LOGIN")
+    # Proxies whose X-Forwarded-For / -Proto are believed (comma-separated IPs or CIDRs).
+    trusted_proxies: str = Field(default="", validation_alias="TRUSTED_PROXIES")
     # Browser origins besides AUTH_URL's that may call the API with credentials (CORS).
     cors_allowed_origins: str = Field(default="", validation_alias="CORS_ALLOWED_ORIGINS")
     auth_allow_email_linking: bool = Field(
@@ -132,6 +134,18 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(
         default=5.0, gt=0, le=60, validation_alias="DB_CONNECT_TIMEOUT"
     )
+    # Every statement's time bound (PostgreSQL's statement_timeout), and search's, far shorter:
+    # a search that runs past it is cancelled and answered 503 (SECURITY.md, item 43).
+    db_statement_timeout: float = Field(
+        default=15.0, gt=0, le=3600, validation_alias="DB_STATEMENT_TIMEOUT"
+    )
+    search_statement_timeout: float = Field(
+        default=3.0, gt=0, le=3600, validation_alias="SEARCH_STATEMENT_TIMEOUT"
+    )
+    search_rate_limit: int = Field(default=30, ge=1, validation_alias="SEARCH_RATE_LIMIT")
+    search_rate_window: int = Field(default=60, ge=1, validation_alias="SEARCH_RATE_WINDOW")
+    # Whole-account exports one user may have running at once (in this process).
+    export_concurrency: int = Field(default=1, ge=1, le=10, validation_alias="EXPORT_CONCURRENCY")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", validation_alias="LOG_LEVEL"
     )
@@ -211,6 +225,11 @@ class Settings(BaseSettings):
     @property
     def uses_https(self) -> bool:
         return self.auth_url.lower().startswith("https://")
+
+    @property
+    def email_signin_enabled(self) -> bool:
+        """Email links are offered: with SMTP_URL, or outside production (written to a file)."""
+        return self.smtp_url is not None or not self.is_production
 
     @property
     def dev_login_enabled(self) -> bool:

@@ -370,3 +370,51 @@ def test_a_wildcard_or_malformed_cors_origin_is_a_one_line_error(
 ) -> None:
     result = _run_serve(tmp_path, "--port", str(_free_port()), CORS_ALLOWED_ORIGINS=origins)
     _assert_one_line_error(result, "CORS_ALLOWED_ORIGINS")
+
+
+def _dev_logins(port: int, count: int) -> list[int]:
+    """Dev-logins for different addresses, each claiming another X-Forwarded-For address."""
+    return [
+        httpx.post(
+            f"http://127.0.0.1:{port}/api/auth/dev-login",
+            json={"email": f"user{i}@example.com"},
+            headers={"x-forwarded-for": f"203.0.113.{i + 1}"},
+            timeout=5,
+        ).status_code
+        for i in range(count)
+    ]
+
+
+def test_forwarded_addresses_count_only_from_trusted_proxies_and_secrets_stay_out_of_the_log(
+    tmp_path: Path, databases: DatabaseFactory
+) -> None:
+    from app.db import migrate
+    from tests.conftest import in_thread
+
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    limits = {"DATABASE_URL": url, "AUTH_DEV_LOGIN": "1", "AUTH_SIGNIN_LIMIT": "1"}  # 3 per IP
+    port = _free_port()
+    process = _start(tmp_path, port, **limits)
+    try:
+        _wait_healthy(process, port)
+        # A local client cannot choose its address: all four count against 127.0.0.1.
+        assert _dev_logins(port, 4) == [200, 200, 200, 429]
+        link = "/api/auth/callback/email?token=f00dfacecafe1234&email=ada%40example.com"
+        httpx.get(f"http://127.0.0.1:{port}{link}", timeout=5)
+    finally:
+        assert _interrupt(process) == 0
+    log = process.stdout.read() if process.stdout else ""
+    assert "/api/auth/callback/email?token=[redacted]&email=[redacted]" in log
+    assert "f00dfacecafe1234" not in log and "ada%40example.com" not in log
+    assert "203.0.113." not in log
+
+    port = _free_port()
+    process = _start(tmp_path, port, **limits, TRUSTED_PROXIES="127.0.0.1")
+    try:
+        _wait_healthy(process, port)
+        # Behind a trusted proxy each forwarded address has a limit of its own.
+        assert _dev_logins(port, 4) == [200, 200, 200, 200]
+    finally:
+        assert _interrupt(process) == 0
+    assert "203.0.113.4" in (process.stdout.read() if process.stdout else "")

@@ -64,13 +64,19 @@ def _client_ip(request: Request[Any, Any, Any]) -> str:
 
 
 async def _limit(request: Request[Any, Any, Any], email: str | None = None) -> None:
-    """Per-IP and per-email limits on everything that starts or completes a sign-in."""
+    """Limits on everything that starts or completes a sign-in: per IP; per address from one
+    IP, so that someone asking for links to another's address from their own IP does not
+    lock the owner out on theirs; and per address from all IPs at ten times that, a bound on
+    the mail anyone can make an inbox receive (SIGNIN_ADDRESS_CAP)."""
     state = request.app.state
+    ip = _client_ip(request)
     ip_limiter: RateLimiter = state.signin_ip_limiter
-    await ip_limiter.hit(_client_ip(request), "sign-in attempts")
+    await ip_limiter.hit(ip, "sign-in attempts")
     if email is not None:
         email_limiter: RateLimiter = state.signin_email_limiter
-        await email_limiter.hit(email, "sign-in attempts for this address")
+        await email_limiter.hit(f"{email}|{ip}", "sign-in attempts for this address")
+        address_cap: RateLimiter = state.signin_address_cap
+        await address_cap.hit(email, "sign-in attempts for this address")
 
 
 def _error_redirect(settings: AppSettings, error: str, *clear: str) -> Redirect:
@@ -110,7 +116,7 @@ class AuthController(Controller):
                 signin_url=f"{base}/signin/google",
                 callback_url=f"{base}/callback/google",
             )
-        if settings.smtp_url or not settings.is_production:
+        if settings.email_signin_enabled:
             offered["email"] = Provider(
                 id="email",
                 name="Email",
@@ -229,58 +235,6 @@ class AuthController(Controller):
         response.set_cookie(cookies.expired(settings, check_name))
         return response
 
-    @post(
-        "/signin/email",
-        opt={**PUBLIC, "csrf": True, "signs_in": True},
-        status_code=200,
-        responses=problems(429),
-    )
-    async def signin_email(
-        self,
-        request: Request[Any, Any, Any],
-        settings: AppSettings,
-        db_session: DbSession,
-        data: JSONBody[EmailSignIn],
-    ) -> Done:
-        """Email a one-time sign-in link. The answer is the same for known and unknown addresses."""
-        email = normalize_email(data.email)
-        await _limit(request, email)
-        token = await SignInService(db_session, settings).create_email_token(email)
-        callback = safe_callback_url(data.callback_url, settings.base_url)
-        query = urlencode({"callbackUrl": callback, "token": token, "email": email})
-        await send_sign_in_link(
-            settings, email, f"{settings.base_url}/api/auth/callback/email?{query}"
-        )
-        return Done(message="If the address can receive email, a sign-in link is on its way.")
-
-    @get(
-        "/callback/email",
-        opt=PUBLIC,
-        cache=False,
-        status_code=302,
-        responses={**redirect("To `callbackUrl`, or to the sign-in error page"), **problems(429)},
-    )
-    async def callback_email(
-        self,
-        request: Request[Any, Any, Any],
-        settings: AppSettings,
-        db_session: DbSession,
-        token: FromQuery[str] = "",
-        email: FromQuery[str] = "",
-        callback_url: CallbackUrl = None,
-    ) -> Response[Any]:
-        """Use the link's token once, make the user if new, and sign them in."""
-        await _limit(request)
-        try:
-            address = normalize_email(email)
-            user = await SignInService(db_session, settings).use_email_token(address, token)
-        except SignInFailed as exc:
-            return _error_redirect(settings, exc.error)
-        except InvalidInput:
-            return _error_redirect(settings, "Verification")
-        session = await SessionService(db_session, settings).create(user.id)
-        return _signed_in(settings, session, callback_url)
-
     @get(
         "/session",
         opt=PUBLIC,
@@ -361,6 +315,68 @@ class AuthController(Controller):
         code = error if error in ERROR_MESSAGES else "Default"
         status = 403 if code in {"AccessDenied", "OAuthAccountNotLinked"} else 400
         return problem(status, "Sign-in Failed", ERROR_MESSAGES[code], error=code)
+
+
+class EmailSignInController(Controller):
+    """Sign-in by emailed link: only where email can be sent (SMTP_URL), or in development,
+    where the message is written to DATA_DIR/outbox instead."""
+
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @post(
+        "/signin/email",
+        opt={**PUBLIC, "csrf": True, "signs_in": True},
+        status_code=200,
+        responses=problems(429),
+    )
+    async def signin_email(
+        self,
+        request: Request[Any, Any, Any],
+        settings: AppSettings,
+        db_session: DbSession,
+        data: JSONBody[EmailSignIn],
+    ) -> Done:
+        """Email a one-time sign-in link. The answer is the same for known and unknown addresses."""
+        email = normalize_email(data.email)
+        await _limit(request, email)
+        token = await SignInService(db_session, settings).create_email_token(email)
+        callback = safe_callback_url(data.callback_url, settings.base_url)
+        query = urlencode({"callbackUrl": callback, "token": token, "email": email})
+        await send_sign_in_link(
+            settings, email, f"{settings.base_url}/api/auth/callback/email?{query}"
+        )
+        return Done(message="If the address can receive email, a sign-in link is on its way.")
+
+    @get(
+        "/callback/email",
+        opt=PUBLIC,
+        cache=False,
+        status_code=302,
+        responses={**redirect("To `callbackUrl`, or to the sign-in error page"), **problems(429)},
+    )
+    async def callback_email(
+        self,
+        request: Request[Any, Any, Any],
+        settings: AppSettings,
+        db_session: DbSession,
+        token: FromQuery[str] = "",
+        email: FromQuery[str] = "",
+        callback_url: CallbackUrl = None,
+    ) -> Response[Any]:
+        """Use the link's token once, make the user if new, and sign them in. The token is
+        spent whatever the answer, a refused (429) one included."""
+        try:
+            address = normalize_email(email)
+            user = await SignInService(db_session, settings).use_email_token(address, token)
+        except SignInFailed as exc:
+            return _error_redirect(settings, exc.error)
+        except InvalidInput:
+            return _error_redirect(settings, "Verification")
+        await db_session.commit()
+        await _limit(request)
+        session = await SessionService(db_session, settings).create(user.id)
+        return _signed_in(settings, session, callback_url)
 
 
 @post(

@@ -1,12 +1,17 @@
-"""Sends sign-in links: by SMTP when SMTP_URL is set, otherwise to the log (development)."""
+"""Sends sign-in links: by SMTP when SMTP_URL is set, otherwise (development only) as files
+in DATA_DIR/outbox."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 import smtplib
 import ssl
+import time
 from email.message import EmailMessage
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from app.lib.errors import ConfigurationError
@@ -14,6 +19,7 @@ from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 SMTP_TIMEOUT = 15.0
+OUTBOX = "outbox"  # under DATA_DIR
 
 
 def _message(settings: Settings, to: str, link: str) -> EmailMessage:
@@ -51,10 +57,22 @@ def _send_smtp(smtp_url: str, message: EmailMessage) -> None:
         client.send_message(message)
 
 
+def _write_to_outbox(settings: Settings, message: EmailMessage) -> Path:
+    """Development without SMTP: the message as an .eml file, readable by its owner only."""
+    outbox = settings.data_dir / OUTBOX
+    outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = outbox / f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}.eml"
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+        file.write(message.as_bytes())
+    return path
+
+
 async def send_sign_in_link(settings: Settings, to: str, link: str) -> None:
     """Deliver the link; failures are logged, never shown to the requester."""
     if settings.smtp_url is None:
-        logger.warning("sign-in link for %s (no SMTP_URL set, development only): %s", to, link)
+        path = await asyncio.to_thread(_write_to_outbox, settings, _message(settings, to, link))
+        # The link itself never goes to a log: logs are read by more people than the mailbox.
+        logger.warning("no SMTP_URL (development): the sign-in email for %s is in %s", to, path)
         return
     try:
         await asyncio.to_thread(_send_smtp, settings.smtp_url, _message(settings, to, link))

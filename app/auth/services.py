@@ -219,11 +219,13 @@ class SignInService:
             raw_email = claims.get("email")
             if not isinstance(raw_email, str) or not raw_email:
                 raise SignInFailed("AccessDenied", "the Google account has no email address")
+            # An address Google has not verified proves nothing: such an identity would own
+            # the address's user before its real owner arrives by email link (pre-hijacking).
+            if claims.get("email_verified") is not True:
+                raise SignInFailed("AccessDenied", "Google has not verified this email address")
             email = raw_email.strip().lower()
             existing = await self._user_by_email(email)
-            if existing is not None and not (
-                self.settings.auth_allow_email_linking and claims.get("email_verified") is True
-            ):
+            if existing is not None and not self.settings.auth_allow_email_linking:
                 raise SignInFailed(
                     "OAuthAccountNotLinked",
                     "this email belongs to an account that signs in another way",
@@ -234,7 +236,7 @@ class SignInService:
                         email=email,
                         name=_text(claims.get("name")),
                         image=_text(claims.get("picture")),
-                        email_verified=utc_now() if claims.get("email_verified") is True else None,
+                        email_verified=utc_now(),
                     )
                     self.db.add(user)
                     await self.db.flush()
@@ -273,8 +275,28 @@ class SignInService:
         if expires <= utc_now():
             await self.db.commit()  # the expired token stays deleted
             raise SignInFailed("Verification", "the sign-in link has expired")
-        user = await self.user_for_email(email, verified=True)
-        return user
+        await self._release_unproven_claim(email)
+        return await self.user_for_email(email, verified=True)
+
+    async def _release_unproven_claim(self, email: str) -> None:
+        """A user whose address was never proven but who has OAuth accounts got the address
+        from an identity provider's unverified claim (before that was refused): the link's
+        owner must not join them. That user keeps its accounts and data under a placeholder
+        address (`<id>@unverified.invalid`: the column is NOT NULL, and .invalid is reserved),
+        and the link signs its owner into a user of their own."""
+        claimed = await self.db.scalar(
+            select(User.id).where(
+                User.email == email,
+                User.email_verified.is_(None),
+                select(Account.id).where(Account.user_id == User.id).exists(),
+            )
+        )
+        if claimed is not None:
+            await self.db.execute(
+                update(User)
+                .where(User.id == claimed)
+                .values(email=f"{claimed}@unverified.invalid", updated_at=utc_now())
+            )
 
     async def user_for_email(self, email: str, *, verified: bool, name: str | None = None) -> User:
         """The user with this email, made if new; `verified` marks the address as proven."""

@@ -44,7 +44,11 @@ class Database:
 
     @classmethod
     def from_url(cls, raw_url: str, settings: Settings) -> Database:
-        server_settings = {"application_name": "chatwithme"}
+        # Every statement's time bound, on every connection (search lowers it for its own).
+        server_settings = {
+            "application_name": "chatwithme",
+            "statement_timeout": str(round(settings.db_statement_timeout * 1000)),
+        }
         schema = search_path_of(raw_url)
         if schema:
             server_settings["search_path"] = schema
@@ -53,6 +57,8 @@ class Database:
             pool_size=settings.db_pool_size,
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout,
+            # Error messages and logs never show bound values (session tokens, message text).
+            hide_parameters=True,
             # No pre-ping: it costs a round trip per request. A connection that dropped is
             # invalidated when it fails (that request gets 503) and replaced for the next one.
             connect_args={

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from app.lib.request_id import current_request_id
 
+# Query parameters never logged with their value (by a part of the name, case-insensitive).
+SECRET_PARAMETER_WORDS = ("token", "code", "state", "email", "secret", "key", "password", "session")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
@@ -20,6 +22,30 @@ class RequestIdFilter(logging.Filter):
         if not getattr(record, "request_id", None):
             record.request_id = current_request_id.get() or "-"
         return True
+
+
+class SecretQueryFilter(logging.Filter):
+    """Blanks the values of secret query parameters in uvicorn's access log lines: magic-link
+    tokens and addresses, OAuth codes and state. A logged URL must sign no one in."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple):
+            args = list(record.args)
+            if len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+                args[2] = redact_query(args[2])
+                record.args = tuple(args)
+        return True
+
+
+def redact_query(path: str) -> str:
+    """`path?query` with the value of every parameter whose name suggests a secret replaced."""
+    base, _, query = path.partition("?")
+    parts = []
+    for pair in query.split("&"):
+        name, equals, _value = pair.partition("=")
+        secret = any(word in name.lower() for word in SECRET_PARAMETER_WORDS)
+        parts.append(f"{name}{equals}[redacted]" if secret and equals else pair)
+    return f"{base}?{'&'.join(parts)}"
 
 
 class JsonFormatter(logging.Formatter):
@@ -62,13 +88,16 @@ def logging_config(log_format: Literal["text", "json"], level: str = "info") -> 
     handler = {
         "class": "logging.StreamHandler",
         "formatter": "default",
-        "filters": ["request_id"],
+        "filters": ["request_id", "secret_query"],
         "stream": "ext://sys.stderr",
     }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "app.lib.logs.RequestIdFilter"}},
+        "filters": {
+            "request_id": {"()": "app.lib.logs.RequestIdFilter"},
+            "secret_query": {"()": "app.lib.logs.SecretQueryFilter"},
+        },
         "formatters": {"default": formatter},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
@@ -78,5 +107,8 @@ def logging_config(log_format: Literal["text", "json"], level: str = "info") -> 
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
             "alembic.runtime.plugins": {"level": "WARNING"},
+            # httpx logs every outgoing URL at INFO: a vendor's key may ride in a query string.
+            "httpx": {"level": "WARNING"},
+            "httpcore": {"level": "WARNING"},
         },
     }

@@ -25,7 +25,7 @@ from app.db.engine import Database
 from app.lib.time import utc_now
 from app.settings import Settings
 from tests.auth.conftest import BASE, count, csrf_token, error_of, make_user, set_cookies
-from tests.conftest import TEST_SECRET, http_client
+from tests.conftest import TEST_SECRET, http_client, lifespan_of
 
 LINK = re.compile(r"(http://\S+/api/auth/callback/email\?\S+)")
 
@@ -238,3 +238,130 @@ async def test_dev_login_does_not_exist_otherwise(
         response = await client.post("/api/auth/dev-login", json={"email": "dev@example.com"})
     assert response.status_code == 404
     assert await count(connection, "users") == 0
+
+
+async def _link_for(client: httpx.AsyncClient, box: Mailbox, email: str) -> str:
+    assert (await _ask_for_link(client, email)).status_code == 200
+    return box.link()
+
+
+async def test_an_email_link_never_joins_a_user_whose_address_came_unproven_with_an_oauth_account(
+    email_client: httpx.AsyncClient, mailbox: tuple[Mailbox, int], connection: AsyncConnection
+) -> None:
+    """Pre-hijacking left over from before unverified Google addresses were refused: the
+    claimer keeps their user (without the address); the owner gets a user of their own."""
+    claimer = await make_user(connection, "victim@example.com")
+    await connection.execute(
+        text(
+            'INSERT INTO accounts (id, "userId", type, provider, "providerAccountId") '
+            "VALUES ('acc1', :u, 'oidc', 'google', 'attacker-sub')"
+        ),
+        {"u": claimer},
+    )
+    link = await _link_for(email_client, mailbox[0], "victim@example.com")
+    email_client.cookies.clear()
+    assert (await email_client.get(link)).status_code == 302
+    owner = (
+        await connection.execute(
+            text('SELECT id, "emailVerified" FROM users WHERE email = :e'),
+            {"e": "victim@example.com"},
+        )
+    ).one()
+    assert owner.id != claimer and owner.emailVerified is not None
+    placeholder = f"{claimer}@unverified.invalid"
+    assert await count(connection, "users", "id = :u AND email = :e", u=claimer, e=placeholder)
+    assert await count(connection, "sessions", '"userId" = :u', u=owner.id) == 1
+    assert await count(connection, "sessions", '"userId" = :u', u=claimer) == 0
+    assert await count(connection, "accounts", '"userId" = :u', u=owner.id) == 0
+
+
+async def test_an_email_link_joins_an_unverified_user_that_has_no_other_sign_in(
+    email_client: httpx.AsyncClient, mailbox: tuple[Mailbox, int], connection: AsyncConnection
+) -> None:
+    user_id = await make_user(connection, "dev@example.com")  # as dev-login makes one
+    link = await _link_for(email_client, mailbox[0], "dev@example.com")
+    email_client.cookies.clear()
+    assert (await email_client.get(link)).status_code == 302
+    assert await count(connection, "users") == 1
+    assert await count(connection, "users", 'id = :u AND "emailVerified" IS NOT NULL', u=user_id)
+    assert await count(connection, "sessions", '"userId" = :u', u=user_id) == 1
+
+
+def _client_from(app: Any, ip: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url=BASE)
+
+
+async def test_requests_for_someones_address_do_not_lock_its_owner_out(
+    settings: Settings, connection: AsyncConnection, mailbox: tuple[Mailbox, int]
+) -> None:
+    strict = settings.model_copy(
+        update={"auth_signin_limit": 2, "smtp_url": f"smtp://127.0.0.1:{mailbox[1]}"}
+    )
+    app = create_app(strict, database=Database.bound_to(connection))
+    async with lifespan_of(app):
+        async with _client_from(app, "198.51.100.66") as attacker:
+            codes = [
+                (await _ask_for_link(attacker, "victim@example.com")).status_code for _ in range(3)
+            ]
+        assert codes == [200, 200, 429]
+        async with _client_from(app, "192.0.2.10") as owner:
+            answer = await _ask_for_link(owner, "victim@example.com")
+            assert answer.status_code == 200
+            owner.cookies.clear()
+            assert "authjs.session-token" in set_cookies(await owner.get(mailbox[0].link()))
+
+
+async def test_a_link_refused_by_the_rate_limit_is_spent_all_the_same(
+    settings: Settings, connection: AsyncConnection, mailbox: tuple[Mailbox, int]
+) -> None:
+    strict = settings.model_copy(
+        update={"auth_signin_limit": 1, "smtp_url": f"smtp://127.0.0.1:{mailbox[1]}"}
+    )  # 3 per IP
+    app = create_app(strict, database=Database.bound_to(connection))
+    async with lifespan_of(app), _client_from(app, "198.51.100.7") as client:
+        for address in ("a@example.com", "b@example.com"):
+            assert (await _ask_for_link(client, address)).status_code == 200
+        link = mailbox[0].link()
+        assert (await _ask_for_link(client, "c@example.com")).status_code == 200
+        refused = await client.get(link)  # the fourth sign-in request from this IP
+        assert refused.status_code == 429
+        assert await count(connection, "verificationtokens", "identifier = 'b@example.com'") == 0
+        assert await count(connection, "sessions") == 0
+    async with lifespan_of(app), _client_from(app, "192.0.2.99") as elsewhere:
+        assert error_of(await elsewhere.get(link)) == "Verification"
+    assert await count(connection, "sessions") == 0
+
+
+async def test_production_without_smtp_has_no_email_sign_in(
+    settings: Settings, connection: AsyncConnection
+) -> None:
+    production = settings.model_copy(update={"app_env": "production", "smtp_url": None})
+    async with http_client(create_app(production, database=Database.bound_to(connection))) as c:
+        assert "email" not in (await c.get("/api/auth/providers")).json()
+        asked = await c.post(
+            "/api/auth/signin/email",
+            json={"email": "ada@example.com"},
+            headers={"x-csrf-token": await csrf_token(c)},
+        )
+        assert asked.status_code == 404
+        assert (await c.get("/api/auth/callback/email?token=x&email=a@b.c")).status_code == 404
+    assert await count(connection, "verificationtokens") == 0
+
+
+async def test_development_without_smtp_writes_the_email_to_the_outbox_not_the_log(
+    settings: Settings, connection: AsyncConnection, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async with http_client(create_app(settings, database=Database.bound_to(connection))) as c:
+        assert (await _ask_for_link(c, "ada@example.com")).status_code == 200
+    [written] = (settings.data_dir / "outbox").glob("*.eml")
+    assert written.stat().st_mode & 0o077 == 0
+    body = message_from_bytes(written.read_bytes()).get_payload(decode=True)
+    assert isinstance(body, bytes)
+    found = LINK.search(body.decode())
+    assert found is not None
+    token = re.search(r"token=([0-9a-f]+)", found.group(1))
+    assert token is not None
+    logged = capfd.readouterr().err
+    assert str(written) in logged
+    assert token.group(1) not in logged

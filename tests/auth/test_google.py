@@ -288,7 +288,7 @@ async def test_linking_by_email_needs_the_setting_and_a_verified_email(
     linking = google_settings.model_copy(update={"auth_allow_email_linking": True})
     async with http_client(create_app(linking, database=Database.bound_to(connection))) as client:
         issuer.email_verified = False
-        assert error_of(await sign_in_with_google(client)) == "OAuthAccountNotLinked"
+        assert error_of(await sign_in_with_google(client)) == "AccessDenied"
         assert await count(connection, "accounts") == 0
 
         issuer.email_verified = True
@@ -390,3 +390,18 @@ async def test_session_tokens_never_reach_the_logs(
     await google_client.get("/api/auth/sessions", headers={"authorization": f"Bearer {token}"})
     assert caplog.records  # the flow did log (httpx requests at least)
     assert token not in caplog.text
+
+
+async def test_an_unverified_google_email_makes_no_user_and_no_account(
+    google_client: httpx.AsyncClient, issuer: FakeIssuer, connection: AsyncConnection
+) -> None:
+    """Account pre-hijacking: a Google identity claiming someone's address without Google
+    having verified it must not become the user that the address's owner later signs into."""
+    issuer.email_verified = False
+    response = await sign_in_with_google(google_client)
+    assert error_of(response) == "AccessDenied"
+    assert await count(connection, "users") == 0
+    assert await count(connection, "accounts") == 0
+    assert await count(connection, "sessions") == 0
+    explained = await google_client.get(response.headers["location"])
+    assert explained.status_code == 403
