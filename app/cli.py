@@ -158,10 +158,7 @@ def serve(args: argparse.Namespace) -> None:
         )
         # X-Forwarded-For/-Proto count only from TRUSTED_PROXIES (uvicorn's default trusts
         # loopback, which lets any local client pick the address its rate limits count).
-        forwarded = {
-            "proxy_headers": bool(settings.trusted_proxies),
-            "forwarded_allow_ips": settings.trusted_proxies or "",
-        }
+        proxy_headers = bool(settings.trusted_proxies)
         if args.reload or args.workers > 1:
             # Worker processes build their own app from the environment.
             os.environ["DATABASE_URL"] = url
@@ -175,7 +172,8 @@ def serve(args: argparse.Namespace) -> None:
                 workers=None if args.reload else args.workers,
                 log_level=settings.log_level,
                 log_config=log_config,
-                **forwarded,
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=settings.trusted_proxies,
             )
         else:
             from app.asgi import create_app
@@ -187,7 +185,8 @@ def serve(args: argparse.Namespace) -> None:
                 port=args.port,
                 log_level=settings.log_level,
                 log_config=log_config,
-                **forwarded,
+                proxy_headers=proxy_headers,
+                forwarded_allow_ips=settings.trusted_proxies,
             )
 
 
