@@ -382,6 +382,57 @@ async def test_markdown_becomes_elements_and_unsafe_links_stay_text(page: Watche
     assert "[bad](javascript:alert(1)) <b>raw</b>" in rendered["text"]
 
 
+async def test_a_quote_nested_5000_deep_shows_and_so_does_the_rest_of_the_conversation(
+    page: Watched,
+) -> None:
+    p = page.page
+    await sign_in(p)
+    await send(p, "Before the deep quote")
+    await answered(p)
+    # dev-echo quotes the message back, so its answer holds a line of 5,000 `>` too.
+    await send(p, "Deep quote:\n" + ">" * 5000 + " deep text")
+    await answered(p)
+    for _ in range(2):  # as streamed, then as loaded when the conversation is opened again
+        answers = p.locator("#message-list article.assistant")
+        await expect(answers).to_have_count(2)
+        await expect(answers.first).to_contain_text('You said: "Before the deep quote"')
+        await expect(answers.last).to_contain_text("deep text")
+        await expect(p.locator("#message-list article.user")).to_have_count(2)
+        depth = await answers.last.evaluate(
+            "(el) => { let n = 0; for (let q = el.querySelector('blockquote'); q;"
+            " q = q.querySelector('blockquote')) n++; return n; }"
+        )
+        assert 1 <= depth <= 20
+        await p.reload()
+    assert not [e for e in page.errors if "call stack" in e]
+
+
+async def test_deeply_nested_lists_and_emphasis_render_to_a_bounded_depth(page: Watched) -> None:
+    p = page.page
+    await p.goto("/")
+    script_url = await p.locator("script[type=module]").get_attribute("src")
+    assert script_url is not None
+    markdown_url = script_url.replace("/app.js", "/markdown.js")
+    nested_list = "\n".join("  " * i + f"- level {i}" for i in range(300))
+    nested_emphasis = "**__~~*_" * 400 + "core" + "_*~~__**" * 400
+    rendered = await p.evaluate(
+        """async ({ url, sources }) => {
+            const { renderMarkdown } = await import(url);
+            const depth = (node) =>
+                1 + Math.max(0, ...[...node.children].map((child) => depth(child)));
+            return sources.map((source) => {
+                const box = document.createElement("div");
+                box.append(renderMarkdown(source));
+                return { depth: depth(box), text: box.textContent };
+            });
+        }""",
+        {"url": markdown_url, "sources": [nested_list, nested_emphasis]},
+    )
+    lists, emphasis = rendered
+    assert lists["depth"] <= 50 and "level 299" in lists["text"]
+    assert emphasis["depth"] <= 25 and "core" in emphasis["text"]
+
+
 async def test_the_sidebar_loads_the_next_page_as_it_scrolls(page: Watched) -> None:
     p = page.page
     await sign_in(p)

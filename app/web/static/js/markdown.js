@@ -2,24 +2,33 @@
 // text nodes; raw HTML in the Markdown stays visible as text, and links keep to http(s)
 // and mailto. Covers what chat answers use: paragraphs, headings, lists, quotes, fenced
 // code, tables, rules, emphasis, inline code, links.
+//
+// Quotes and list items hold blocks, emphasis and links hold inline text: the renderer
+// recurses into them. Message text picks the depth (5,000 `>` make 5,000 quotes), so past
+// MAX_DEPTH the rest is shown as plain text instead of overflowing the stack.
 
 import { h } from "./dom.js";
 
 const FENCE = /^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)\s*$/;
-const HEADING = /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/;
+// The closing #s are cut off in code (headingText): `(.*?)\s*#*\s*$` took cubic time on a
+// heading followed by thousands of spaces.
+const HEADING = /^\s{0,3}(#{1,6})\s+(.*)$/;
 const RULE = /^\s{0,3}([-*_])(\s*\1){2,}\s*$/;
 const QUOTE = /^\s{0,3}>\s?(.*)$/;
 const ITEM = /^(\s*)([-*+]|\d{1,9}[.)])\s+(.*)$/;
 const TABLE_SEPARATOR = /^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+/** How deep quotes and lists nest (and, apart, emphasis and links) before text stays text. */
+export const MAX_DEPTH = 20;
 
 /** The Markdown `source` as a DocumentFragment. */
 export function renderMarkdown(source) {
   const fragment = document.createDocumentFragment();
-  fragment.append(...blocks(source.replace(/\r\n?/g, "\n").split("\n")));
+  fragment.append(...blocks(source.replace(/\r\n?/g, "\n").split("\n"), 0));
   return fragment;
 }
 
-function blocks(lines) {
+function blocks(lines, depth) {
+  if (depth >= MAX_DEPTH) return [plainText(lines)];
   const out = [];
   let i = 0;
   while (i < lines.length) {
@@ -38,7 +47,7 @@ function blocks(lines) {
       const language = m[2] ? { class: `language-${m[2].replace(/[^\w+#-]/g, "")}` } : {};
       out.push(h("pre", {}, h("code", language, code.join("\n"))));
     } else if ((m = line.match(HEADING))) {
-      out.push(h(`h${Math.min(m[1].length + 2, 6)}`, {}, inline(m[2])));
+      out.push(h(`h${Math.min(m[1].length + 2, 6)}`, {}, inline(headingText(m[2]), 0)));
       i++;
     } else if (RULE.test(line)) {
       out.push(h("hr"));
@@ -49,9 +58,9 @@ function blocks(lines) {
         quoted.push(m[1]);
         i++;
       }
-      out.push(h("blockquote", {}, blocks(quoted)));
+      out.push(h("blockquote", {}, blocks(quoted, depth + 1)));
     } else if (ITEM.test(line)) {
-      i = list(lines, i, out);
+      i = list(lines, i, out, depth);
     } else if (line.includes("|") && i + 1 < lines.length && TABLE_SEPARATOR.test(lines[i + 1]) && lines[i + 1].includes("-")) {
       i = table(lines, i, out);
     } else {
@@ -61,7 +70,7 @@ function blocks(lines) {
       const children = [];
       para.forEach((text, n) => {
         if (n) children.push(h("br"));
-        children.push(...inline(text.trim()));
+        children.push(...inline(text.trim(), 0));
       });
       out.push(h("p", {}, children));
     }
@@ -69,11 +78,30 @@ function blocks(lines) {
   return out;
 }
 
+/** Lines as one paragraph of text, line breaks kept: what lies past MAX_DEPTH. */
+function plainText(lines) {
+  const children = [];
+  lines.forEach((text, n) => {
+    if (n) children.push(h("br"));
+    children.push(text);
+  });
+  return h("p", {}, children);
+}
+
+/** A heading's text without its optional closing #s (which follow a space, or stand alone). */
+function headingText(text) {
+  const trimmed = text.trim();
+  let end = trimmed.length;
+  while (end > 0 && trimmed[end - 1] === "#") end--;
+  if (end === trimmed.length || (end > 0 && !/\s/.test(trimmed[end - 1]))) return trimmed;
+  return trimmed.slice(0, end).trimEnd();
+}
+
 function startsBlock(line) {
   return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
 }
 
-function list(lines, start, out) {
+function list(lines, start, out, depth) {
   const first = lines[start].match(ITEM);
   const indent = first[1].length;
   const ordered = /\d/.test(first[2]);
@@ -100,8 +128,8 @@ function list(lines, start, out) {
       attrs,
       items.map((item) => {
         const rest = item.slice(1);
-        if (!rest.length) return h("li", {}, inline(item[0]));
-        return h("li", {}, blocks(item));
+        if (!rest.length) return h("li", {}, inline(item[0], 0));
+        return h("li", {}, blocks(item, depth + 1));
       }),
     ),
   );
@@ -124,8 +152,8 @@ function table(lines, start, out) {
       h(
         "table",
         {},
-        h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, inline(c))))),
-        h("tbody", {}, rows.map((r) => h("tr", {}, head.map((_, n) => h("td", {}, inline(r[n] || "")))))),
+        h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, inline(c, 0))))),
+        h("tbody", {}, rows.map((r) => h("tr", {}, head.map((_, n) => h("td", {}, inline(r[n] || "", 0)))))),
       ),
     ),
   );
@@ -143,7 +171,8 @@ const INLINE = [
   ["em", /(?<!\*)\*(?=[^\s*])([^*]*?[^\s*])\*(?!\*)|(?<![A-Za-z0-9_])_(?=[^\s_])([^_]*?[^\s_])_(?![A-Za-z0-9_])/],
 ];
 
-function inline(text) {
+function inline(text, depth) {
+  if (depth >= MAX_DEPTH) return [text];
   const out = [];
   let rest = text;
   while (rest) {
@@ -158,30 +187,30 @@ function inline(text) {
     }
     const { kind, m } = best;
     if (m.index) out.push(rest.slice(0, m.index));
-    out.push(inlineNode(kind, m));
+    out.push(inlineNode(kind, m, depth + 1));
     rest = rest.slice(m.index + m[0].length);
   }
   return out;
 }
 
-function inlineNode(kind, m) {
+function inlineNode(kind, m, depth) {
   switch (kind) {
     case "code":
       return h("code", {}, m[2].replace(/^ (.*) $/, "$1"));
     case "link": {
       const href = safeUrl(m[2]);
-      return href ? link(href, inline(m[1])) : m[0];
+      return href ? link(href, inline(m[1], depth)) : m[0];
     }
     case "auto": {
       const href = safeUrl(m[0]);
       return href ? link(href, m[0]) : m[0];
     }
     case "strong":
-      return h("strong", {}, inline(m[1] ?? m[2]));
+      return h("strong", {}, inline(m[1] ?? m[2], depth));
     case "del":
-      return h("del", {}, inline(m[1]));
+      return h("del", {}, inline(m[1], depth));
     default:
-      return h("em", {}, inline(m[1] ?? m[2]));
+      return h("em", {}, inline(m[1] ?? m[2], depth));
   }
 }
 
