@@ -30,6 +30,7 @@ from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.db.session import close_request_session, provide_db_session
 from app.health import health
+from app.lib.headers import response_rules
 from app.lib.input import CheckedRequest
 from app.lib.openapi import openapi_config
 from app.lib.problems import EXCEPTION_HANDLERS
@@ -139,6 +140,7 @@ def create_app(
             close_request_session,
             refresh_session_cookie,
             drop_foreign_cors_headers(settings),
+            response_rules(settings),
         ],
         cors_config=cors_config(settings),
         on_startup=[
@@ -177,10 +179,13 @@ def create_app(
                 "chat_limiter": rate_limiter(
                     redis, "chat", settings.chat_rate_limit, settings.chat_rate_window
                 ),
+                "search_limiter": rate_limiter(
+                    redis, "search", settings.search_rate_limit, settings.search_rate_window
+                ),
             }
         ),
         response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=openapi_config(settings, __version__),
+        openapi_config=openapi_config(settings, __version__) if settings.docs_on else None,
     )
     return observed(app)

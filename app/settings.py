@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     # None: on outside production (see `metrics_on`).
     metrics_enabled: bool | None = Field(default=None, validation_alias="METRICS_ENABLED")
     metrics_token: str | None = Field(default=None, validation_alias="METRICS_TOKEN")
+    # None: the API docs (/schema, Swagger UI, the OpenAPI document) outside production only.
+    docs_enabled: bool | None = Field(default=None, validation_alias="DOCS_ENABLED")
 
     @field_validator(
         "database_url",
@@ -171,6 +173,7 @@ class Settings(BaseSettings):
         "smtp_url",
         "metrics_enabled",
         "metrics_token",
+        "docs_enabled",
         "quota_daily_messages",
         "quota_daily_tokens",
         mode="before",
@@ -241,6 +244,13 @@ class Settings(BaseSettings):
         if self.metrics_enabled is None:
             return not self.is_production
         return self.metrics_enabled
+
+    @property
+    def docs_on(self) -> bool:
+        """`/schema` is served: DOCS_ENABLED, or by default outside production."""
+        if self.docs_enabled is None:
+            return not self.is_production
+        return self.docs_enabled
 
     @property
     def uses_embedded_database(self) -> bool:

@@ -223,6 +223,8 @@ class AuthController(Controller):
             or not secrets.compare_digest(oauth_state.encode(), check.get("state", "").encode())
         ):
             return _error_redirect(settings, "Verification", check_name)
+        if not await SignInService(db_session, settings).claim_oauth_state(oauth_state):
+            return _error_redirect(settings, "Verification", check_name)  # a replay
         try:
             tokens = await google.exchange_code(code, check["verifier"])
             claims = await google.verify_id_token(tokens["id_token"], check["nonce"])

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +23,8 @@ from app.settings import Settings
 
 Row = TypeVar("Row", Session, User)
 EMAIL_TOKEN_LIFETIME = timedelta(hours=24)
+OAUTH_STATE_IDENTIFIER = "chatwithme:oauth-state"  # not an address: never an email's token
+OAUTH_STATE_LIFETIME = timedelta(minutes=15)  # the check cookie's lifetime
 MAX_EMAIL_LENGTH = 320
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -246,6 +249,30 @@ class SignInService:
             except IntegrityError:
                 continue
         raise SignInFailed("Verification", "the account changed during sign-in; try again")
+
+    async def claim_oauth_state(self, state: str) -> bool:
+        """Record an OAuth `state` as used, for every process; False when it already was (a
+        replayed callback, refused before any token request). Kept as a verification token
+        under an identifier no email can have, for as long as the check cookie lives."""
+        now = utc_now()
+        await self.db.execute(
+            delete(VerificationToken).where(
+                VerificationToken.identifier == OAUTH_STATE_IDENTIFIER,
+                VerificationToken.expires <= now,
+            )
+        )
+        claimed = await self.db.scalar(
+            insert(VerificationToken)
+            .values(
+                identifier=OAUTH_STATE_IDENTIFIER,
+                token=hash_verification_token(state, self.settings.secret),
+                expires=now + OAUTH_STATE_LIFETIME,
+            )
+            .on_conflict_do_nothing()
+            .returning(VerificationToken.token)
+        )
+        await self.db.commit()
+        return claimed is not None
 
     async def create_email_token(self, email: str) -> str:
         """A one-time sign-in token for `email`; only its hash is stored."""

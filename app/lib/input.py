@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 NUL = "\x00"
@@ -50,9 +50,17 @@ def nul_path(value: Any) -> str | None:
 
 
 class CheckedRequest(Request[Any, Any, Any]):
-    """The app's request class: its JSON body is UTF-8, decodable, and free of NUL."""
+    """The app's request class: its JSON body is declared as JSON (415 otherwise), UTF-8,
+    decodable, and free of NUL."""
 
     async def json(self) -> Any:
+        media_type, _ = self.content_type
+        if media_type != "application/json" and not media_type.endswith("+json"):
+            # A form or text/plain body is what a cross-site page can send without a preflight.
+            raise HTTPException(
+                status_code=415,
+                detail=f"Send the body as application/json (not {media_type or 'untyped'}).",
+            )
         try:
             value = await super().json()
         except UnicodeDecodeError as exc:

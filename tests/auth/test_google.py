@@ -405,3 +405,19 @@ async def test_an_unverified_google_email_makes_no_user_and_no_account(
     assert await count(connection, "sessions") == 0
     explained = await google_client.get(response.headers["location"])
     assert explained.status_code == 403
+
+
+async def test_a_callback_replayed_with_its_check_cookie_makes_no_token_request(
+    google_client: httpx.AsyncClient, issuer: FakeIssuer, connection: AsyncConnection
+) -> None:
+    """The server remembers a used state: a copy of the check cookie does not bring it back."""
+    started = await start_google(google_client)
+    check = google_client.cookies["authjs.oauth-check"]
+    callback = authorize(started.headers["location"])
+    assert error_of(await google_client.get(callback)) is None
+    google_client.cookies.clear()
+    google_client.cookies.set("authjs.oauth-check", check)
+    replay = await google_client.get(callback)
+    assert error_of(replay) == "Verification"
+    assert len(issuer.token_requests) == 1
+    assert await count(connection, "sessions") == 1

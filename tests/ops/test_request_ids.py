@@ -31,7 +31,11 @@ async def test_every_response_carries_a_request_id(live_settings: Settings) -> N
             await client.get("/api/health"),
             await client.get("/api/no-such-route"),  # 404 from routing, before any handler
             await client.get("/api/conversations"),  # 401 from the guard
-            await client.post("/api/conversations", content=b"{", headers=_bearer(token)),
+            await client.post(
+                "/api/conversations",
+                content=b"{",
+                headers={**_bearer(token), "content-type": "application/json"},
+            ),
         ]
         async with client.stream(
             "POST", "/api/chat", json={"message": "Hi", "stream": True}, headers=_bearer(token)
