@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 
 from app.db.reads import CONNECTION_ERRORS, ReadPool
-from app.lib.errors import DatabaseUnavailable
+from app.lib.errors import DatabaseUnavailable, TimedOut
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
 
@@ -59,6 +59,8 @@ class CompiledQuery:
         driver: asyncpg.Connection = (await connection.get_raw_connection()).driver_connection
         try:
             rows: list[asyncpg.Record] = await driver.fetch(self.sql, *values)
+        except asyncpg.QueryCanceledError as exc:  # statement_timeout: the connection is fine
+            raise TimedOut() from exc
         except CONNECTION_ERRORS as exc:
             await connection.invalidate(exc)
             raise DatabaseUnavailable(f"the database connection failed: {exc!r}") from exc

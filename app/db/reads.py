@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from app.lib.errors import DatabaseUnavailable
+from app.lib.errors import DatabaseUnavailable, TimedOut
 
 # What a failure to reach or keep the server raises (the server restarted, the socket is gone).
 CONNECTION_ERRORS = (
@@ -89,6 +89,8 @@ class ReadPool:
             async with self._pool.acquire() as connection:
                 rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
                 return rows
+        except asyncpg.QueryCanceledError as exc:  # statement_timeout: the connection is fine
+            raise TimedOut() from exc
         except CONNECTION_ERRORS as exc:
             raise DatabaseUnavailable(f"the database connection failed: {exc!r}") from exc
         finally:

@@ -71,6 +71,27 @@ class ServiceUnavailable(DomainError):
     title = "Service Unavailable"
 
 
+# The SQLSTATE of a statement cancelled for running past its statement_timeout.
+STATEMENT_TIMEOUT = "57014"
+
+
+class TimedOut(ServiceUnavailable):
+    """A statement ran past its time bound and was cancelled (SQLSTATE 57014); the connection
+    is fine. `retry_after` is in whole seconds."""
+
+    def __init__(
+        self,
+        detail: str = "The request's database work ran past its time limit and was stopped.",
+        retry_after: int = 1,
+    ) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its answer was ready, and the work for it was stopped."""
+
+
 class DatabaseUnavailable(Exception):
     """The database could not be reached at all (no socket, refused, timed out, starting up).
 

@@ -56,7 +56,8 @@ def problem(
 
 def _domain_error(request: Request[Any, Any, Any], exc: errors.DomainError) -> Response[Any]:
     status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, errors.RateLimited) else None
+    retry_after = getattr(exc, "retry_after", None)  # RateLimited, TimedOut
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     if status == 400:  # every 400 lists what was refused, as validation errors do
         return problem(status, exc.title, exc.detail, errors=[_field_of(request, exc.detail)])
     return problem(status, exc.title, exc.detail, headers=headers, **exc.extra)
@@ -126,7 +127,17 @@ def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Respons
         return problem(400, "Invalid Input", message, errors=[field])
     if sqlstate.startswith("08") or sqlstate in SERVER_GONE:
         return _database_unavailable(request, exc)
+    if sqlstate == errors.STATEMENT_TIMEOUT:
+        logger.warning("statement timeout in %s %s", request.method, request.url.path)
+        return _domain_error(request, errors.TimedOut())
     return _unexpected(request, exc)
+
+
+def _client_disconnected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Nobody reads this answer; the status is for the access log (nginx's 499)."""
+    logger.info("client went away during %s %s; its work was cancelled", request.method,
+                request.url.path)  # fmt: skip
+    return problem(499, "Client Closed Request", str(exc))
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -161,6 +172,7 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     InterfaceError: _database_unavailable,
     PoolTimeoutError: _database_unavailable,
     errors.DatabaseUnavailable: _database_unavailable,
+    errors.ClientDisconnected: _client_disconnected,
     DBAPIError: _database_error,
     ConnectionError: _database_unavailable,
     Exception: _unexpected,
