@@ -58,6 +58,25 @@ async def test_versioned_assets_are_cached_for_good_and_others_revalidate(
     assert (await client.get("/static/0123456789ab/../controllers.py")).status_code == 404
 
 
+async def test_every_module_the_page_imports_is_served_under_the_version(
+    client: httpx.AsyncClient,
+) -> None:
+    entry = next(u for u in await _asset_urls(client) if u.endswith("/js/app.js"))
+    base = entry.removesuffix("app.js")
+    seen: set[str] = set()
+    waiting = ["app.js"]
+    while waiting:
+        name = waiting.pop()
+        seen.add(name)
+        response = await client.get(base + name)
+        assert response.status_code == 200, name
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
+        imported = re.findall(r'from "\./([\w.-]+\.js)"', response.text)
+        waiting += [module for module in imported if module not in seen]
+    on_disk = {path.name for path in (STATIC_DIR / "js").glob("*.js")}
+    assert seen == on_disk - {"boot.js"}
+
+
 def test_the_files_hold_no_inline_script_style_or_other_origins() -> None:
     html = (STATIC_DIR / "index.html").read_text()
     assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
