@@ -42,6 +42,7 @@ from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
 from app.stats.controllers import my_stats
 from app.users.controllers import UserController
+from app.users.exports import ExportSlots
 from app.web.controllers import web_router
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -182,6 +183,7 @@ def create_app(
                 "search_limiter": rate_limiter(
                     redis, "search", settings.search_rate_limit, settings.search_rate_window
                 ),
+                "export_slots": ExportSlots(settings.export_concurrency),
             }
         ),
         response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, delete, get, patch
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, patch
 from litestar.di import NamedDependency
+from litestar.enums import MediaType
 from litestar.params import JSONBody
+from litestar.response import Stream
 
 from app.auth import cookies
 from app.auth.cookies import CookieNames
 from app.auth.guard import CurrentIdentity
 from app.chat.quotas import QuotaService
 from app.chat.schemas import UsageReport
+from app.db.engine import Database
 from app.lib.deps import AppSettings, DbSession
+from app.lib.openapi import problems, success
 from app.llm.router import ModelRouter
 from app.users import schemas
+from app.users.exports import ExportSlots, export_chunks
 from app.users.services import UserService, preferences_schema, profile
 
 
@@ -71,12 +78,21 @@ class UserController(Controller):
         model, and when they reset."""
         return await QuotaService(db_session, identity.user_id, settings).usage()
 
-    @get("/export")
-    async def export(
-        self, db_session: DbSession, identity: CurrentIdentity
-    ) -> Response[schemas.UserExport]:
-        """Everything of yours in one JSON download (no tokens)."""
-        body = await UserService(db_session, identity.user_id).export()
-        return Response(
-            body, headers={"Content-Disposition": 'attachment; filename="chatwithme-export.json"'}
+    @get(
+        "/export",
+        responses={
+            **success(schemas.UserExport, "Everything of yours, streamed as one JSON document"),
+            **problems(429, s429="Another export of yours is still running"),
+        },
+    )
+    async def export(self, request: Request[Any, Any, Any], identity: CurrentIdentity) -> Stream:
+        """Everything of yours in one JSON download (no tokens), written as it is read; one
+        export per user at a time (EXPORT_CONCURRENCY, per process)."""
+        slots: ExportSlots = request.app.state.export_slots
+        release = slots.claim(identity.user_id)
+        database: Database = request.app.state.database
+        return Stream(
+            export_chunks(database.session_maker, identity.user_id, release),
+            media_type=MediaType.JSON,
+            headers={"Content-Disposition": 'attachment; filename="chatwithme-export.json"'},
         )

@@ -1,9 +1,8 @@
-"""The signed-in user's profile, preferences, export and deletion."""
+"""The signed-in user's profile, preferences and deletion (the export: app/users/exports.py)."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -13,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.services import SESSION_CACHE
 from app.chat.quotas import zone_or_utc
-from app.chat.services import message_schema
-from app.db.models import Account, Conversation, Message, Session, User, UserPreferences
+from app.db.models import User, UserPreferences
 from app.lib.errors import InvalidInput, NotFound
 from app.lib.time import as_utc, utc_now
 from app.llm.catalogue import ModelCatalogue
@@ -119,57 +117,6 @@ class UserService:
         row.updated_at = utc_now()
         await self.db.flush()
         return row
-
-    async def export(self) -> schemas.UserExport:
-        """Everything of the user's, without secrets (no tokens of any kind) and without what is
-        in the trash."""
-        user = await self.get()
-        prefs = await self.db.scalar(
-            select(UserPreferences).where(UserPreferences.user_id == self.user_id)
-        )
-        accounts = await self.db.scalars(select(Account).where(Account.user_id == self.user_id))
-        sessions = await self.db.scalars(select(Session).where(Session.user_id == self.user_id))
-        conversations = list(
-            await self.db.scalars(
-                select(Conversation)
-                .where(Conversation.user_id == self.user_id, Conversation.deleted_at.is_(None))
-                .order_by(Conversation.created_at)
-            )
-        )
-        messages = await self.db.scalars(
-            select(Message)
-            .where(Message.user_id == self.user_id, Message.deleted_at.is_(None))
-            .order_by(Message.created_at, Message.id)
-        )
-        by_conversation: dict[str, list[Any]] = {c.id: [] for c in conversations}
-        for message in messages:
-            by_conversation.setdefault(message.conversation_id, []).append(message_schema(message))
-        return schemas.UserExport(
-            user=profile(user),
-            preferences=preferences_schema(prefs) if prefs else None,
-            accounts=[
-                {"provider": a.provider, "type": a.type, "providerAccountId": a.provider_account_id}
-                for a in accounts
-            ],
-            sessions=[
-                {
-                    "id": s.id,
-                    "expires": as_utc(s.expires),
-                    "createdAt": as_utc(s.created_at) if s.created_at else None,
-                }
-                for s in sessions
-            ],
-            conversations=[
-                {
-                    "id": c.id,
-                    "title": c.title,
-                    "createdAt": as_utc(c.created_at),
-                    "updatedAt": as_utc(c.updated_at),
-                    "messages": by_conversation[c.id],
-                }
-                for c in conversations
-            ],
-        )
 
 
 def _https_url(raw: str) -> str:
