@@ -45,7 +45,7 @@ async function emailLink(event) {
   const email = $("email-address").value.trim();
   try {
     const result = await api("POST", "/api/auth/signin/email", { email, callbackUrl: "/" });
-    await showSignIn(`${result.message} (Without SMTP_URL the server logs the link.)`);
+    await showSignIn(`${result.message} (Without SMTP_URL, in development, the email is written to DATA_DIR/outbox.)`);
   } catch (err) {
     await showSignIn(err.message);
   }
