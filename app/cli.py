@@ -276,7 +276,14 @@ def prisma_command(args: argparse.Namespace) -> int:
     from prisma_compat import commands
 
     if args.action == "export":
-        text = commands.export_schema(Path(args.output) if args.output else None)
+        if args.config_output and args.prisma != 7:
+            print("--config-output writes prisma.config.ts, which is Prisma 7's: add --prisma 7")
+            return 2
+        text = commands.export_schema(
+            Path(args.output) if args.output else None,
+            args.prisma,
+            Path(args.config_output) if args.config_output else None,
+        )
         if not args.output:
             print(text, end="")
         return 0
@@ -317,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     prisma.add_argument("--strict", action="store_true", help="check: additive also fails")
     prisma.add_argument("--dry-run", action="store_true", help="adopt: only say what it would do")
     prisma.add_argument("-o", "--output", help="export: write to this file")
+    prisma.add_argument(
+        "--prisma", type=int, choices=[6, 7], default=6,
+        help="export: for Prisma 6 (url in the datasource) or 7 (url in prisma.config.ts)",
+    )  # fmt: skip
+    prisma.add_argument(
+        "--config-output", help="export --prisma 7: also write prisma.config.ts to this file"
+    )
     prisma.set_defaults(handler=prisma_command)
 
     demo_parser = commands.add_parser("seed-demo", help="create a demo user with conversations")

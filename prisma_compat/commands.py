@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
 from app.db.url import to_libpq
-from prisma_compat.export import SEED, SHIPPED, database_only_indexes, export
+from prisma_compat.export import (
+    DEFAULT_PRISMA,
+    SEED,
+    SHIPPED,
+    config_ts,
+    database_only_indexes,
+    export,
+)
 from prisma_compat.schema import PrismaSchemaError, parse
 from prisma_compat.shape import Finding, Shape, compare, from_database, from_schema
 
@@ -123,10 +131,23 @@ def adopt(database_url: str, *, dry_run: bool = False) -> tuple[bool, str]:
     return True, f"adopted: baseline marked as applied, upgraded to {migrate.head_revision()}"
 
 
-def export_schema(output: Path | None) -> str:
+def export_schema(
+    output: Path | None, prisma: int = DEFAULT_PRISMA, config_output: Path | None = None
+) -> str:
+    """schema.prisma for Prisma 6 or 7 (written to `output` when given, and returned). For
+    Prisma 7, `config_output` also writes prisma.config.ts, pointing at `output`."""
     from app.db.models import Base
 
-    text = export(Base.metadata)
+    text = export(Base.metadata, prisma)
     if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
+    if config_output is not None:
+        if prisma < 7:
+            raise ValueError("prisma.config.ts is written for Prisma 7 (--prisma 7)")
+        schema = "prisma/schema.prisma"
+        if output is not None:
+            schema = os.path.relpath(output.resolve(), config_output.resolve().parent)
+        config_output.parent.mkdir(parents=True, exist_ok=True)
+        config_output.write_text(config_ts(Path(schema).as_posix()), encoding="utf-8")
     return text

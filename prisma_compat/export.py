@@ -321,5 +321,45 @@ def _settings_block(kind: str, name: str, settings: dict[str, Any]) -> str:
     return f"{kind} {name} {{\n{body}}}\n"
 
 
-def export(metadata: MetaData) -> str:
-    return render(build(metadata))
+# -- Prisma 6 or 7 ---------------------------------------------------------------------------
+
+PRISMA_VERSIONS = (6, 7)
+DEFAULT_PRISMA = 6
+# Prisma 7's generator writes TypeScript into the app (`output` is required), next to prisma/.
+PRISMA_7_GENERATOR = {"provider": "prisma-client", "output": "../generated/prisma"}
+
+
+def export(metadata: MetaData, prisma: int = DEFAULT_PRISMA) -> str:
+    """schema.prisma for Prisma 6 (`url` in the datasource, `prisma-client-js`) or for Prisma 7
+    (no `url`: it refuses one and reads it from prisma.config.ts, see `config_ts`; the
+    `prisma-client` generator with its `output`)."""
+    if prisma not in PRISMA_VERSIONS:
+        raise ValueError(f"Prisma {prisma}: only {' and '.join(map(str, PRISMA_VERSIONS))}")
+    schema = build(metadata)
+    if prisma == 7:
+        schema.generators["client"] = dict(PRISMA_7_GENERATOR)
+        for settings in schema.datasources.values():
+            for key in ("url", "directUrl", "shadowDatabaseUrl"):
+                settings.pop(key, None)
+    return render(schema)
+
+
+def config_ts(schema_path: str = "prisma/schema.prisma") -> str:
+    """prisma.config.ts for Prisma 7, next to package.json; `schema_path` is relative to it."""
+    return f"""\
+// prisma.config.ts, as `chatwithme prisma export --prisma 7` writes it. Prisma 7 takes the
+// connection URL from here, not from schema.prisma, and no longer reads .env by itself
+// (add `import "dotenv/config";` above if you keep DATABASE_URL in a .env file).
+import {{ defineConfig }} from "prisma/config";
+
+export default defineConfig({{
+  schema: {json.dumps(schema_path)},
+  datasource: {{
+    // The same database as the ChatWithMe API. The API owns the migrations: run
+    // `chatwithme db upgrade`, never `prisma migrate` or `prisma db push`, on it.
+    // process.env rather than env(): env() throws when it is unset, and `prisma generate`
+    // (at build time) needs no database.
+    url: process.env.DATABASE_URL,
+  }},
+}});
+"""
