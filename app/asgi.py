@@ -97,6 +97,8 @@ def create_app(
         settings.database_url,
         store_retry_seconds=settings.chat_store_retry_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        lease=timedelta(seconds=settings.answer_lease_seconds),
+        sweep_seconds=settings.answer_sweep_seconds,
     )
     flow = ChatFlow(settings, answers)
     purger = TrashPurger(database, timedelta(days=settings.trash_retention_days))
@@ -165,6 +167,7 @@ def create_app(
                 "settings": settings,
                 "database": database,
                 "router": router,
+                "answers": answers,
                 "signin_ip_limiter": rate_limiter(
                     redis, "signin-ip", settings.auth_signin_limit * 3, settings.auth_signin_window
                 ),

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app import __version__
+from app.chat.live import LiveAnswers
 from app.db.engine import Database
 from app.lib.openapi import success
 from app.lib.schema import CamelStruct
@@ -20,6 +21,9 @@ from app.llm.router import ModelRouter
 
 # Health must answer within 2 s even when the database hangs; this leaves room for the rest.
 DATABASE_CHECK_DEADLINE = 1.5
+# A notification line down for longer than this (a reconnect takes at most its backoff's
+# bound of 5 s once the database is back) makes the service `degraded`.
+RELAY_DOWN_DEGRADES_AFTER = 10.0
 
 HealthStatus = Literal["healthy", "degraded", "unhealthy"]
 
@@ -41,9 +45,20 @@ class ProviderCheck(CamelStruct):
     development: bool
 
 
-class Checks(CamelStruct):
+class RelayCheck(CamelStruct, omit_defaults=True):
+    """The LISTEN/NOTIFY line that follows and stops answers of other processes; while it is
+    down they are followed by reading the saved rows (about once a second)."""
+
+    ok: bool
+    failed_connects: int
+    down_seconds: float | None = None
+    error: str | None = None
+
+
+class Checks(CamelStruct, omit_defaults=True):
     database: DatabaseCheck
     providers: dict[str, ProviderCheck]
+    relay: RelayCheck | None = None
 
 
 class Health(CamelStruct):
@@ -76,6 +91,19 @@ async def check_database(database: Database) -> DatabaseCheck:
     return DatabaseCheck(ok=error is None, latency_ms=latency, error=error, saturated=saturated)
 
 
+def relay_check(answers: LiveAnswers | None) -> RelayCheck | None:
+    state = answers.relay_state() if answers is not None else None
+    if state is None:
+        return None
+    up, down_for, failed, error = state
+    return RelayCheck(
+        ok=up,
+        failed_connects=failed,
+        down_seconds=None if up else round(down_for, 1),
+        error=None if up else error,
+    )
+
+
 def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
     """From what recent calls showed; health never calls a (paid) model API itself."""
     return {
@@ -103,18 +131,23 @@ def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
     responses=success(Health, "Unhealthy: the database is unusable", status=503),
 )
 async def health(state: State) -> Response[Health]:
-    """200 when healthy or degraded (every model provider failing, or every pooled database
-    connection busy), 503 without a database."""
+    """200 when healthy or degraded (every model provider failing, every pooled database
+    connection busy, or the notification line between processes down for a while), 503
+    without a database."""
     database_check = await check_database(state.database)
     router: ModelRouter = state.router
+    relay = relay_check(state.get("answers"))
+    relay_down = (
+        relay is not None and not relay.ok and (relay.down_seconds or 0) > RELAY_DOWN_DEGRADES_AFTER
+    )
     status: HealthStatus = "healthy"
-    if database_check.saturated or (database_check.ok and router.all_failing):
+    if database_check.saturated or (database_check.ok and (router.all_failing or relay_down)):
         status = "degraded"
     elif not database_check.ok:
         status = "unhealthy"
     report = Health(
         status=status,
-        checks=Checks(database=database_check, providers=provider_checks(router)),
+        checks=Checks(database=database_check, providers=provider_checks(router), relay=relay),
         version=__version__,
         timestamp=datetime.now(UTC),
     )

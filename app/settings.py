@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, validation_alias="SHUTDOWN_GRACE_SECONDS"
     )
+    # An answer's lease outlives a dead process by at most this long; then the sweep, run
+    # this often by every process, closes it `incomplete` (`interrupted`).
+    answer_lease_seconds: float = Field(
+        default=30.0, ge=3, le=3600, validation_alias="ANSWER_LEASE_SECONDS"
+    )
+    answer_sweep_seconds: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="ANSWER_SWEEP_SECONDS"
+    )
     quota_daily_messages: int | None = Field(
         default=None, ge=1, validation_alias="QUOTA_DAILY_MESSAGES"
     )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.history import PastMessage, Window, history_window
-from app.chat.live import LEASE, Ended, LiveAnswers, Piece, Question, Text
+from app.chat.live import Ended, LiveAnswers, Piece, Question, Text
 from app.chat.quotas import QuotaService
 from app.chat.services import ConversationService, MessageService, message_schema, title_from
 from app.db.models import Message, UserPreferences
@@ -132,7 +132,7 @@ class ChatFlow:
             conversation_id = (await conversations.create(title_from(message))).id
         elif create_conversation:
             await conversations.ensure(conversation_id, title_from(message))
-        await conversations.start_generation(conversation_id, LEASE)
+        await conversations.start_generation(conversation_id, self.answers.lease)
         messages = MessageService(db, user_id)
         history = await messages.recent_history(
             conversation_id, self.settings.chat_history_messages
@@ -147,7 +147,7 @@ class ChatFlow:
         await QuotaService(db, user_id, self.settings).check()
         chosen = await self._choose_model(db, user_id, model)
         conversations = ConversationService(db, user_id)
-        await conversations.start_generation(conversation_id, LEASE)
+        await conversations.start_generation(conversation_id, self.answers.lease)
         messages = MessageService(db, user_id)
         question = await messages.last_user_message(conversation_id)
         history = await messages.recent_history(

@@ -11,6 +11,11 @@ follow or stop them.
 - Other processes reach an answer through PostgreSQL: LISTEN/NOTIFY on one channel carries
   "follow from offset", "text at offset", "ended" and "stop", and the saved partial text is the
   fallback when a notification is lost. Works with no Redis, and needs no extra service.
+- An answer whose process died (its lease ran out with the row still `streaming`) is closed
+  `incomplete` (`interrupted`) by a sweep that every process runs every few seconds, which
+  also tells the followers ("ended").
+- The notification line, the saves and the sweep reconnect with jittered, bounded backoff
+  (app/lib/backoff.py), and none of these background tasks dies of an unexpected exception.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import secrets
 import signal
 import threading
@@ -39,6 +45,7 @@ from app.db.engine import Database
 from app.db.models import Conversation, Message, Timestamp
 from app.db.url import to_libpq
 from app.lib import metrics
+from app.lib.backoff import Backoff, keep_running
 from app.lib.time import utc_now
 from app.llm.router import Generation, ModelRouter
 from app.llm.types import ModelInfo, ProviderFailure
@@ -53,10 +60,16 @@ BATCH_CHARS = 512
 # The saved partial is at most this far behind the generated text.
 SAVE_SECONDS = 1.0
 SAVE_CHARS = 4096
-# The conversation's lease outlives a dead process by at most this long; it is renewed at
-# every save, and at least this often.
+# The conversation's lease outlives a dead process by at most this long (ANSWER_LEASE_SECONDS);
+# it is renewed at every save, and at least this often (or a third of the lease, if shorter).
 LEASE = timedelta(seconds=30)
 LEASE_RENEWAL = 5.0
+# How often each process looks for answers whose lease ran out (ANSWER_SWEEP_SECONDS).
+SWEEP_SECONDS = 5.0
+# Connecting the notification line is given up after this long (and tried again).
+CONNECT_SECONDS = 5.0
+# Notifications waiting to be sent; more are dropped (the saved rows are the fallback).
+OUTBOX_SIZE = 10_000
 # One NOTIFY payload must stay under PostgreSQL's 8000 bytes: 1000 characters escaped as JSON
 # take at most 6000.
 NOTIFY_CHARS = 1000
@@ -123,10 +136,33 @@ SAVE_TEXTS = text(
     "FROM unnest(CAST(:ids AS text[]), CAST(:texts AS text[])) AS v(id, content) "
     "WHERE m.id = v.id AND m.status = 'streaming'"
 )
+# Renews the leases of the answers still `streaming`, and says where each answer stands: the
+# others were stopped through the database (`cancelled`) or closed by the sweep.
 RENEW_LEASES = text(
+    "WITH renewed AS ("
     'UPDATE conversations AS c SET "generatingUntil" = :until FROM messages AS m '
     """WHERE m.id = ANY(CAST(:ids AS text[])) AND m.status = 'streaming' """
     'AND c.id = m."conversationId" RETURNING m.id'
+    ") SELECT m.id, m.status FROM messages AS m WHERE m.id = ANY(CAST(:ids AS text[]))"
+)
+# The sweep: answers still `streaming` in conversations whose lease ran out lost their process.
+# They are closed as `start_generation` closes them, the lease is released, and every process
+# is told ("ended", at commit). One statement on the partial index of leases (revision 0011);
+# a conversation another transaction holds (a new question taking it) is left for next time.
+SWEEP = text(
+    "WITH expired AS ("
+    'SELECT id FROM conversations WHERE "generatingUntil" < :now '
+    'ORDER BY "generatingUntil" LIMIT 500 FOR UPDATE SKIP LOCKED'
+    "), closed AS ("
+    """UPDATE messages AS m SET status = 'incomplete', "errorCode" = 'interrupted' """
+    "FROM expired AS e "
+    """WHERE m."conversationId" = e.id AND m.status = 'streaming' """
+    "RETURNING m.id, m.model, m.provider"
+    "), released AS ("
+    'UPDATE conversations AS c SET "generatingUntil" = NULL FROM expired AS e '
+    "WHERE c.id = e.id RETURNING c.id"
+    ") SELECT id, model, provider, pg_notify(:channel, "
+    "json_build_object('k', 'e', 'm', id, 'p', 'sweep')::text) FROM closed"
 )
 
 
@@ -198,7 +234,8 @@ class LiveAnswer:
 
     def stop(self, reason: str = "cancelled") -> None:
         """Cancel the model call; the text so far is kept with status `cancelled`
-        (`incomplete` when the server is shutting down)."""
+        (`incomplete` when the server is shutting down, or when `interrupted`: the sweep
+        closed the row, taking this process for dead)."""
         if self.stop_reason is None and self.ended is None:
             self.stop_reason = reason
             if self._consumer is not None:
@@ -255,7 +292,7 @@ class LiveAnswer:
         except asyncio.CancelledError:
             if self.stop_reason is None:  # this task itself was cancelled: pass it on
                 raise
-            status = self.stop_reason
+            status = "incomplete" if self.stop_reason == "interrupted" else self.stop_reason
         except Exception:  # a bug must not leave readers waiting or the row `streaming`
             logger.exception("the answer %s failed unexpectedly", self.id)
             failure = ProviderFailure("unavailable", "unexpected error")
@@ -316,6 +353,8 @@ class LiveAnswer:
     ) -> None:
         row = self._final_row(generation, status, failure)
         failure_kind = failure.kind if failure else (None if status == "complete" else status)
+        if self.stop_reason == "interrupted" and failure is None:
+            failure_kind = "interrupted"
         store = asyncio.create_task(self.answers.store_final(self.question, row))
         done, _ = await asyncio.wait({store}, timeout=STREAM_WAITS_FOR_STORE)
         if store in done and store.exception() is None:
@@ -349,7 +388,15 @@ class LiveAnswer:
         total_ms = result.total_time_ms if result else generation.elapsed_ms()
         ttft = generation.time_to_first_token_ms
         window = self.question.window
-        error_code = failure.kind if failure else ("shutdown" if status == "incomplete" else None)
+        error_code = (
+            failure.kind
+            if failure
+            else (
+                ("interrupted" if self.stop_reason == "interrupted" else "shutdown")
+                if status == "incomplete"
+                else None
+            )
+        )
         return Message(
             id=self.id,
             conversation_id=self.question.conversation_id,
@@ -373,7 +420,7 @@ class LiveAnswer:
         )
 
 
-@dataclass
+@dataclass(eq=False)  # one per app: compared (and hashed, by the metrics) by identity
 class LiveAnswers:
     """This process's answers in flight, and its line to the other processes."""
 
@@ -382,6 +429,8 @@ class LiveAnswers:
     database_url: str | None
     store_retry_seconds: float = 120.0
     shutdown_grace_seconds: float = 10.0
+    lease: timedelta = LEASE
+    sweep_seconds: float = SWEEP_SECONDS
     by_conversation: dict[str, LiveAnswer] = field(default_factory=dict)
     _by_id: dict[str, LiveAnswer] = field(default_factory=dict)
     _remote_readers: dict[str, set[asyncio.Queue[dict[str, Any]]]] = field(default_factory=dict)
@@ -394,10 +443,23 @@ class LiveAnswers:
     _saver: asyncio.Task[None] | None = None
     _one_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
     _our_handlers: dict[int, Any] = field(default_factory=dict)
+    # Up/down state and delays of the notification line, the saves and the sweep.
+    relay: Backoff = field(
+        default_factory=lambda: Backoff("the answers' notification line (LISTEN)", logger)
+    )
+    _saves: Backoff = field(
+        default_factory=lambda: Backoff("saving answers in flight", logger, base=1.0, floor=0.5)
+    )
+    _sweeps: Backoff = field(default_factory=lambda: Backoff("the answers' sweep", logger))
+    relay_started: bool = False
 
     def begin(self, question: Question) -> LiveAnswer:
         if self._saver is None or self._saver.done():
-            self._saver = asyncio.create_task(self._keep_saving(), name="saving answers")
+            crashes = Backoff("the task saving answers", logger, base=1.0)
+            self._saver = asyncio.create_task(
+                keep_running(self._keep_saving, crashes, on_crash=_crashed("saver")),
+                name="saving answers",
+            )
             self._tasks.add(self._saver)
         answer = LiveAnswer(self, question)
         self.by_conversation[question.conversation_id] = answer
@@ -428,31 +490,37 @@ class LiveAnswers:
         transaction a second for all of them, however many there are. An answer whose row is
         no longer `streaming` was stopped through the database: it is stopped here too."""
         renewed = 0.0
+        renewal = min(LEASE_RENEWAL, self.lease.total_seconds() / 3)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._save_now.wait(), SAVE_SECONDS)
             self._save_now.clear()
             answers = [a for a in self._by_id.values() if a.generating]
             dirty = [(a, a.length, a.text) for a in answers if a.length > a.saved]
-            if not answers or (not dirty and time.monotonic() - renewed < LEASE_RENEWAL):
+            if not answers or (not dirty and time.monotonic() - renewed < renewal):
                 continue
             try:
                 async with asyncio.timeout(WRITE_SECONDS), self._turn():
-                    streaming = await self._save(dirty, answers)
+                    statuses = await self._save(dirty, answers)
             except Exception as exc:  # the database is away: the next save catches up
-                logger.warning("could not save %d answer(s) in flight: %s", len(answers), exc)
+                self._saves.failed(exc)
+                await self._saves.wait()  # not at once, however fast the text grows
                 continue
+            self._saves.succeeded()
             renewed = time.monotonic()
             for answer, length, _ in dirty:
                 answer.saved = max(answer.saved, length)
             for answer in answers:
-                if answer.id not in streaming:
-                    answer.stop("cancelled")
+                status = statuses.get(answer.id, "cancelled")
+                if status != "streaming":
+                    # Stopped through the database, or closed by the sweep while this process
+                    # could not renew its lease (the database was away for longer).
+                    answer.stop("cancelled" if status == "cancelled" else "interrupted")
 
     async def _save(
         self, dirty: list[tuple[LiveAnswer, int, str]], answers: list[LiveAnswer]
-    ) -> set[str]:
-        """Save the texts, renew the leases; the ids of the answers still `streaming`."""
+    ) -> dict[str, str]:
+        """Save the texts, renew the leases; the status of each answer's row."""
         async with self.database.session_maker() as db:
             if dirty:
                 await db.execute(
@@ -461,11 +529,11 @@ class LiveAnswers:
                 )
             rows = await db.execute(
                 RENEW_LEASES,
-                {"ids": [a.id for a in answers], "until": utc_now() + LEASE},
+                {"ids": [a.id for a in answers], "until": utc_now() + self.lease},
             )
-            streaming = {row[0] for row in rows}
+            statuses = {row[0]: row[1] for row in rows}
             await db.commit()
-        return streaming
+        return statuses
 
     def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Background writes take turns when every session shares one connection (tests)."""
@@ -475,18 +543,24 @@ class LiveAnswers:
         """Write the answer's last state and release the lease, retrying while the database is
         away, for at most `store_retry_seconds`. Returns the stored status."""
         deadline = time.monotonic() + self.store_retry_seconds
-        delay = 0.1
+        tries = Backoff(f"storing the answer {row.id}", logger, base=0.1, cap=2.0)
         while True:
             try:
                 async with asyncio.timeout(WRITE_SECONDS), self._turn():
-                    return await self._write_final(question, row)
+                    status = await self._write_final(question, row)
             except Exception as exc:
+                tries.failed(exc)
+                delay = tries.delay()
                 if time.monotonic() + delay > deadline:
-                    logger.error("gave up storing the answer %s: %s", row.id, exc)
+                    logger.error(
+                        "gave up storing the answer %s after %d tries: %s",
+                        row.id, tries.failures, tries.last_error,
+                    )  # fmt: skip
                     raise
-                logger.warning("storing the answer %s failed (%s); retrying", row.id, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                await asyncio.sleep(delay)
+                continue
+            tries.succeeded()
+            return status
 
     async def _write_final(self, question: Question, row: Message) -> str | None:
         params: dict[str, Any] = {name: getattr(row, name) for name in FINAL_COLUMNS}
@@ -584,8 +658,11 @@ class LiveAnswers:
     # LISTEN/NOTIFY.
 
     def send(self, note: dict[str, Any]) -> None:
-        if self._outbox is not None:
-            self._outbox.put_nowait({**note, "p": self._process})
+        """Notify the other processes, if the line is up: while it is down, followers read
+        the saved rows, and ask again once it is back."""
+        if self._outbox is not None and self.relay.up:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._outbox.put_nowait({**note, "p": self._process})
 
     def _on_note(self, payload: str) -> None:
         try:
@@ -605,41 +682,96 @@ class LiveAnswers:
                 queue.put_nowait(note)
 
     async def start(self) -> None:
-        """Open the notification line (in the background, so start-up needs no database)."""
+        """Open the notification line and start the sweep (in the background, so start-up
+        needs no database)."""
+        if not self.database.one_connection:  # a test's one shared connection: no sweeps
+            self._spawn(self._keep_sweeping, "the answers' sweep", "sweep")
         if self.database_url is None:
             return
-        self._outbox = asyncio.Queue()
-        self._spawn(self._keep_listening())
+        self._outbox = asyncio.Queue(OUTBOX_SIZE)
+        self.relay_started = True
+        metrics.RELAYS.watch(self)
+        self._spawn(self._keep_listening, "the answers' notification task", "relay")
         self._watch_signals()
 
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.create_task(coroutine)
+    def _spawn(self, run: Callable[[], Any], name: str, label: str) -> None:
+        """A background task that runs `run` again, after a backoff, whatever it raises."""
+        crashes = Backoff(name, logger, base=1.0)
+        task = asyncio.create_task(keep_running(run, crashes, on_crash=_crashed(label)), name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _keep_listening(self) -> None:
+        """Hold the LISTEN connection and send the outbox on it; reconnect with backoff when
+        it fails, whatever the failure (a fast shutdown of the server once left asyncpg
+        "cannot switch to state 12", which killed the task)."""
         assert self.database_url is not None and self._outbox is not None
         url = to_libpq(self.database_url)
-        delay = 0.2
         while True:
             lost = asyncio.Event()
+            connection: asyncpg.Connection | None = None
             try:
-                connection = await asyncpg.connect(url, timeout=5)
-            except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-                logger.debug("notification line not open yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            delay = 0.2
-            try:
+                connection = await asyncpg.connect(url, timeout=CONNECT_SECONDS)
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, lambda *args: self._on_note(args[3]))
+                self._clear_outbox()  # what waited was meant for a line that was down
+                self.relay.succeeded()
                 await self._send_until(connection, lost)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                logger.warning("notification line lost: %s", exc)
+                self.relay.failed("the connection was closed")
+            except Exception as exc:
+                self.relay.failed(exc)
             finally:
-                with contextlib.suppress(Exception):
-                    await connection.close(timeout=1)
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(connection.close(timeout=1), 2)
+                    if not connection.is_closed():
+                        connection.terminate()
+            await self.relay.wait()
+
+    def _clear_outbox(self) -> None:
+        assert self._outbox is not None
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+
+    def relay_state(self) -> tuple[bool, float, int, str | None] | None:
+        """The notification line: (up, seconds down, failed tries, last error); None when this
+        process has none (no DATABASE_URL: tests on one shared connection)."""
+        if not self.relay_started:
+            return None
+        relay = self.relay
+        return relay.up, relay.down_for(), relay.attempts, relay.last_error
+
+    # The sweep of answers whose process went away.
+
+    async def sweep(self) -> list[str]:
+        """Close the answers whose lease ran out while `streaming`; their ids."""
+        async with self._turn(), self.database.session_maker() as db:
+            rows = (await db.execute(SWEEP, {"now": utc_now(), "channel": CHANNEL})).all()
+            await db.commit()
+        for row in rows:
+            metrics.record_generation(
+                model=row.model or "unknown", provider=row.provider, status="incomplete",
+                ttft_ms=None,
+            )  # fmt: skip
+            metrics.ANSWERS_SWEPT.inc()
+        if rows:
+            logger.warning(
+                "closed %d answer(s) whose process went away: %s",
+                len(rows), ", ".join(row.id for row in rows),
+            )  # fmt: skip
+        return [row.id for row in rows]
+
+    async def _keep_sweeping(self) -> None:
+        while True:
+            # Jittered, so that the processes started together do not sweep together.
+            await asyncio.sleep(self.sweep_seconds * random.uniform(0.75, 1.25))
+            try:
+                async with asyncio.timeout(WRITE_SECONDS):
+                    await self.sweep()
+            except Exception as exc:  # the database is away: the next round tries again
+                self._sweeps.failed(exc)
+                continue
+            self._sweeps.succeeded()
 
     async def _send_until(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
         assert self._outbox is not None
@@ -690,7 +822,9 @@ class LiveAnswers:
                 self.shutdown_grace_seconds,
                 len(self.by_conversation),
             )
-        self._spawn(self._stop_after_grace())
+        task = asyncio.create_task(self._stop_after_grace(), name="stopping answers")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _stop_after_grace(self) -> None:
         running = [a.task for a in self.by_conversation.values() if a.task is not None]
@@ -712,3 +846,10 @@ class LiveAnswers:
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _crashed(task: str) -> Callable[[], None]:
+    def count() -> None:
+        metrics.BACKGROUND_CRASHES.labels(task=task).inc()
+
+    return count

@@ -154,6 +154,12 @@ class Conversation(Base):
             "deletedAt",
             postgresql_where=text('"deletedAt" IS NOT NULL'),
         ),
+        # Revision 0011: the sweep of answers whose process died starts from expired leases.
+        Index(
+            "conversations_generatingUntil_idx",
+            "generatingUntil",
+            postgresql_where=text('"generatingUntil" IS NOT NULL'),
+        ),
     )
 
     id: Mapped[str] = _id_column()

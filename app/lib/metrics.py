@@ -1,5 +1,6 @@
 """Domain metrics in Prometheus form: chat generations, time to first token, provider
-failures and the database pool. No HTTP framework here: `llm/` and `chat/` call these."""
+failures, the database pool and the answers' notification line. No HTTP framework here:
+`llm/` and `chat/` call these."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 GENERATION_STATUSES = ("complete", "incomplete", "error", "cancelled")
@@ -29,6 +30,15 @@ PROVIDER_FAILURES = Counter(
     "chatwithme_provider_failures",
     "Failed calls to a model provider, by provider and kind of failure",
     ["provider", "kind"],
+)
+ANSWERS_SWEPT = Counter(
+    "chatwithme_chat_answers_swept",
+    "Answers closed as interrupted because the process generating them went away",
+)
+BACKGROUND_CRASHES = Counter(
+    "chatwithme_background_task_crashes",
+    "Unexpected exceptions of background tasks (each task is restarted after a backoff)",
+    ["task"],
 )
 
 
@@ -111,3 +121,39 @@ def _waiting(pool: Any) -> int:
 
 POOLS = PoolCollector()
 REGISTRY.register(POOLS)
+
+
+class RelayCollector(Collector):
+    """Reads the answers' notification lines (LISTEN/NOTIFY) at scrape time. Each watched
+    object has `relay_state()`: (up, seconds down, failed tries, last error) or None."""
+
+    def __init__(self) -> None:
+        self._relays: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def watch(self, relay: Any) -> None:
+        with self._lock:
+            self._relays.add(relay)
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        with self._lock:
+            states = [state for r in self._relays if (state := r.relay_state()) is not None]
+        up = GaugeMetricFamily(
+            "chatwithme_answer_relay_up",
+            "1 while the answers' notification line to the other processes is connected",
+        )
+        up.add_metric([], 1 if all(state[0] for state in states) else 0)
+        down = GaugeMetricFamily(
+            "chatwithme_answer_relay_down_seconds", "Seconds the notification line has been down"
+        )
+        down.add_metric([], max((state[1] for state in states), default=0.0))
+        tries = CounterMetricFamily(
+            "chatwithme_answer_relay_failed_connects",
+            "Failed tries to connect (or keep) the notification line",
+        )
+        tries.add_metric([], sum(state[2] for state in states))
+        yield from (up, down, tries)
+
+
+RELAYS = RelayCollector()
+REGISTRY.register(RELAYS)
