@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import http.server
+import logging
 import os
 import re
 import shutil
@@ -57,7 +58,8 @@ NODE = shutil.which("node") is not None and shutil.which("npm") is not None
 NOT_COPIED = {"node_modules", ".next", "generated", "package.json", "package-lock.json"}
 WORD_DELAY_MS = 50
 ANSWER_DONE = 30_000  # ms
-LINK = re.compile(r"(http://\S+/api/auth/callback/nodemailer\?[^\s\"'<>]+)")
+# Auth.js's link (provider "nodemailer") and the API's own (provider "email").
+LINK = re.compile(r"(http://\S+/api/auth/callback/(?:nodemailer|email)\?[^\s\"'<>]+)")
 CHAT_URL = re.compile(r"/chat/([A-Za-z0-9]{16})$")
 LONG = " ".join(f"word{i}" for i in range(60))
 
@@ -180,7 +182,9 @@ def _start_next(
     raise AssertionError(f"next start did not answer:\n{log.read_text()}")
 
 
-def _api_settings(database_url: str, data_dir: Path, auth_url: str, cors: str = "") -> Settings:
+def _api_settings(
+    database_url: str, data_dir: Path, auth_url: str, cors: str = "", smtp_url: str | None = None
+) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         app_env="test",
@@ -189,6 +193,8 @@ def _api_settings(database_url: str, data_dir: Path, auth_url: str, cors: str = 
         auth_secret=TEST_SECRET,  # the same AUTH_SECRET as the Next.js app's
         auth_url=auth_url,
         cors_allowed_origins=cors,
+        smtp_url=smtp_url,
+        email_from="ChatWithMe API <api@example.test>",
         groq_api_key=None,
         gemini_api_key=None,
         openai_compat_base_url=None,
@@ -273,6 +279,7 @@ async def stack(
     database_url = databases.create()
     in_thread(migrate.upgrade, database_url)
     mailbox = Mailbox()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
     smtp_port = _free_port()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
@@ -285,7 +292,16 @@ async def stack(
         # Same origin: AUTH_URL is the origin the browser uses, the Next.js one.
         Api(_api_settings(database_url, logs / "api-same", same_url), same_api_listener),
         # Cross origin: the API's own origin, and the Next.js origin allowed.
-        Api(_api_settings(database_url, logs / "api-cross", cross_api, cross_url), cross_listener),
+        Api(
+            _api_settings(
+                database_url,
+                logs / "api-cross",
+                cross_api,
+                cross_url,
+                smtp_url=f"smtp://127.0.0.1:{smtp_port}",
+            ),
+            cross_listener,
+        ),
     ]
     for api in apis:
         await api.start()
@@ -465,3 +481,114 @@ async def test_cross_origin_with_cors(stack: Stack, context: BrowserContext) -> 
     page.on("request", lambda r: requests.append(r.url))
     await chat_through(page, stack, stack.cross_origin.url)
     assert any(u.startswith(f"{stack.api}/api/chat") for u in requests), requests
+
+
+# A page on an origin the API does not allow tries what a hostile page would: a JSON POST
+# (preflighted), a "simple" POST that needs no preflight, and a read.
+HOSTILE = """async ([api, id]) => {
+  const parts = [{ type: "text", text: "from elsewhere" }];
+  const message = { id: "m-" + id, role: "user", parts };
+  const body = JSON.stringify({ id, message });
+  const out = {};
+  try {
+    const r = await fetch(api + "/api/chat", { method: "POST", credentials: "include",
+      headers: { "content-type": "application/json" }, body });
+    out.json = r.status;
+  } catch (e) { out.json = "failed"; }
+  try {
+    const r = await fetch(api + "/api/chat", { method: "POST", credentials: "include",
+      mode: "no-cors", headers: { "content-type": "text/plain" }, body });
+    out.simple = r.type;
+  } catch (e) { out.simple = "failed"; }
+  try {
+    const r = await fetch(api + "/api/conversations", { credentials: "include" });
+    out.read = r.status;
+  } catch (e) { out.read = "failed"; }
+  return out;
+}"""
+
+
+async def test_an_origin_that_is_not_allowed_gets_nothing(
+    stack: Stack, context: BrowserContext
+) -> None:
+    page = await context.new_page()
+    email = await sign_in(page, stack, stack.cross_origin.url)  # the cookies are in the browser
+    ids = []
+    # localhost:OTHER is the same site (the session cookie goes along: the Origin rule and
+    # CORS must stop it); 127.0.0.1 is another site (SameSite=Lax keeps the cookie back).
+    for host in ("localhost", "127.0.0.1"):
+        await page.goto(f"http://{host}:{stack.elsewhere_port}/")
+        chat_id = ("elsewhere" + host.replace(".", "") + "x" * 16)[:16]
+        ids.append(chat_id)
+        seen = await page.evaluate(HOSTILE, [stack.api, chat_id])
+        # The preflight is refused, the simple POST's answer is unreadable, the read is blocked.
+        assert seen == {"json": "failed", "simple": "opaque", "read": "failed"}, (host, seen)
+    stored = await _rows(
+        stack.database_url,
+        'SELECT c.id FROM conversations c JOIN users u ON u.id = c."userId" '
+        "WHERE c.id = ANY($1::text[]) OR u.email = $2",
+        ids, email,
+    )  # fmt: skip
+    assert stored == []
+
+
+def _cookie(cookies: list[Any], name: str) -> str | None:
+    return next((c["value"] for c in cookies if c["name"] == name), None)
+
+
+async def test_one_sign_in_two_frontends(stack: Stack, context: BrowserContext) -> None:
+    """Auth.js's session works on the API's own page, one CSRF cookie serves both sides, an
+    Auth.js sign-out ends the session for both, and the API's own sign-in works on Next.js."""
+    next_url = stack.cross_origin.url
+    page = await context.new_page()
+    email = await sign_in(page, stack, next_url)
+    await send(page, "Asked on Next.js")
+    await answered(page)
+    before = await context.cookies()
+    csrf, session = _cookie(before, "authjs.csrf-token"), _cookie(before, "authjs.session-token")
+    assert csrf and session
+
+    # The API's own page, in the same browser: signed in by the cookie Auth.js set.
+    api_page = await context.new_page()
+    await api_page.goto(f"{stack.api}/")
+    await expect(api_page.locator("#app")).to_be_visible()
+    await expect(api_page.locator("#conversation-list")).to_contain_text("Asked on Next.js")
+    await api_page.locator("#composer-input").fill("Asked on the API's page")
+    await api_page.locator("#composer-input").press("Enter")
+    await expect(api_page.locator("#message-list article.assistant").last).to_have_attribute(
+        "data-status", "complete", timeout=ANSWER_DONE
+    )
+    after = await context.cookies()
+    # One CSRF cookie for both (same name, same AUTH_SECRET): neither side replaced it.
+    assert (_cookie(after, "authjs.csrf-token"), _cookie(after, "authjs.session-token")) == (
+        csrf, session,
+    )  # fmt: skip
+
+    # Back on Next.js: another turn, then Auth.js's own sign-out page, whose POST Auth.js
+    # checks against that same CSRF cookie.
+    await page.goto(f"{next_url}/chat")
+    await page.wait_for_url(CHAT_URL)
+    await send(page, "Back on Next.js")
+    await answered(page)
+    await page.goto(f"{next_url}/api/auth/signout")
+    await page.get_by_role("button", name="Sign out").click()
+    await page.goto(f"{next_url}/")
+    await expect(page.locator("#email")).to_be_visible()
+    sessions = await _rows(
+        stack.database_url,
+        'SELECT s.id FROM sessions s JOIN users u ON u.id = s."userId" WHERE u.email = $1',
+        email,
+    )
+    assert sessions == []
+    await api_page.reload()
+    await expect(api_page.locator("#signin")).to_be_visible()
+
+    # The other way round: the API's own email sign-in, then Next.js (Auth.js) knows the user.
+    await api_page.locator("#email-address").fill(email)
+    await api_page.get_by_role("button", name="Email me a sign-in link").click()
+    link = await stack.mailbox.link_for(email)
+    assert link.startswith(f"{stack.api}/api/auth/callback/email?")
+    await api_page.goto(link)
+    await expect(api_page.locator("#app")).to_be_visible()
+    await page.goto(f"{next_url}/")
+    await expect(page.locator("#signed-in")).to_contain_text(email)
