@@ -30,12 +30,15 @@ from app.db.engine import Database
 from app.db.models import Base
 from app.db.url import to_libpq
 from app.settings import Settings
+from prisma_compat.commands import export_schema
 from prisma_compat.cuid import cuid
-from prisma_compat.export import export
+from prisma_compat.export import config_ts, export
 from tests.conftest import DatabaseFactory, http_client, in_thread
 from tests.npm import cache_folder, npm_install, require_node
 
 PACKAGES = Path(__file__).parent / "client"
+# Prisma 7 is tested with the Next.js example's pinned packages (one install for both tests).
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nextjs"
 # The generator a frontend needs for the driver-adapter client (see the README).
 GENERATOR = """generator client {
   provider        = "prisma-client-js"
@@ -60,10 +63,7 @@ class Prisma:
         return done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def prisma(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Prisma:
-    require_node()
-    folder = npm_install(PACKAGES, cache_folder(request, tmp_path_factory, "prisma-client"))
+def _prisma(folder: Path) -> Prisma:
     empty_engine = Path(folder) / "no-engine"
     empty_engine.touch()
     empty_engine.chmod(0o755)
@@ -79,6 +79,18 @@ def prisma(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return Prisma(Path(folder), env)
 
 
+@pytest.fixture(scope="module")
+def prisma(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Prisma:
+    require_node()
+    return _prisma(npm_install(PACKAGES, cache_folder(request, tmp_path_factory, "prisma-client")))
+
+
+@pytest.fixture(scope="module")
+def prisma7(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Prisma:
+    require_node()
+    return _prisma(npm_install(EXAMPLE, cache_folder(request, tmp_path_factory, "nextjs-example")))
+
+
 @pytest.fixture
 def exported(tmp_path: Path) -> Path:
     path = tmp_path / "schema.prisma"
@@ -89,6 +101,46 @@ def exported(tmp_path: Path) -> Path:
 def test_prisma_validates_the_exported_schema(prisma: Prisma, exported: Path) -> None:
     output = prisma.run("validate", "--schema", str(exported))
     assert "is valid" in output
+
+
+def test_prisma_7_validates_and_generates_the_export(prisma7: Prisma) -> None:
+    """`--prisma 7`: no url in the datasource (Prisma 7 refuses one), prisma.config.ts beside
+    package.json, the `prisma-client` generator; the generated TypeScript client has the
+    extended tables (type-checked with tsc)."""
+    assert re.search(r"^prisma +: 7\.", prisma7.run("--version"), re.M)
+    work = prisma7.folder / "runs" / uuid.uuid4().hex
+    try:
+        export_schema(work / "prisma" / "schema.prisma", 7, work / "prisma.config.ts")
+        text = (work / "prisma" / "schema.prisma").read_text()
+        assert 'provider = "prisma-client"' in text and "url" not in text.split("model ")[0]
+        config = ["--config", str(work / "prisma.config.ts")]
+        assert "is valid" in prisma7.run("validate", *config)
+        assert "Generated Prisma Client (7." in prisma7.run("generate", *config)
+        shutil.copyfile(PACKAGES / "use_client7.ts", work / "use_client7.ts")
+        done = subprocess.run(
+            [str(prisma7.folder / "node_modules" / ".bin" / "tsc"), "--noEmit", "--strict",
+             "--skipLibCheck", "--target", "es2022", "--module", "esnext",
+             "--moduleResolution", "bundler", str(work / "use_client7.ts")],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        # Prisma 6's export (url in the datasource) is refused by Prisma 7.
+        (work / "prisma" / "schema.prisma").write_text(export(Base.metadata, 6))
+        refused = subprocess.run(
+            [str(prisma7.folder / "node_modules" / ".bin" / "prisma"), "validate", *config],
+            env=prisma7.env, capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "url" in refused.stdout + refused.stderr
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_example_uses_the_prisma_7_export() -> None:
+    """examples/nextjs keeps the schema and config that `prisma export --prisma 7
+    -o prisma/schema.prisma --config-output prisma.config.ts` writes: regenerate them so."""
+    assert (EXAMPLE / "prisma" / "schema.prisma").read_text() == export(Base.metadata, 7)
+    assert (EXAMPLE / "prisma.config.ts").read_text() == config_ts("prisma/schema.prisma")
 
 
 def test_the_left_out_indexes_are_listed_above_their_models(exported: Path) -> None:
