@@ -150,6 +150,7 @@ def serve(args: argparse.Namespace) -> None:
                     f"{state.head}: run `chatwithme db upgrade` (or `chatwithme prisma adopt` "
                     "for a database made by Prisma)"
                 )
+            migrate.check_writable(url)
         logger.info(
             "serving on http://%s:%s (API docs at /schema; AUTH_URL %s)",
             args.host,

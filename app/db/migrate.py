@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import pool
+from sqlalchemy import pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -116,3 +116,36 @@ def unreachable(database_url: str, exc: BaseException) -> ConfigurationError:
 def status(database_url: str) -> SchemaStatus:
     """Current revision, head revision, and differences between the database and the models."""
     return asyncio.run(_status(database_url))
+
+
+def check_writable(database_url: str) -> None:
+    """Refuse a database the app cannot write to (a hot standby, or read-only transactions by
+    default): it would serve reads and answer every sign-in and question with a 500."""
+    reason = asyncio.run(_read_only_reason(database_url))
+    if reason is not None:
+        where = display(to_async_url(database_url))
+        raise ConfigurationError(
+            f"the database at {where} is read-only ({reason}): DATABASE_URL must name the primary"
+        )
+
+
+async def _read_only_reason(database_url: str) -> str | None:
+    engine = create_async_engine(
+        to_async_url(database_url), poolclass=pool.NullPool, connect_args={"timeout": 5}
+    )
+    try:
+        async with engine.connect() as connection:
+            standby, read_only = (
+                await connection.execute(
+                    text("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')")
+                )
+            ).one()
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        raise unreachable(database_url, exc) from None
+    finally:
+        await engine.dispose()
+    if standby:
+        return "a hot standby, in recovery"
+    if read_only == "on":
+        return "transactions are read-only: default_transaction_read_only is on"
+    return None
