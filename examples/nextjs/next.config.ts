@@ -8,8 +8,14 @@ const api = process.env.CHATWITHME_API_URL?.replace(/\/$/, "");
 const API_PATHS = ["chat", "conversations", "messages", "users", "models", "health"];
 
 const config: NextConfig = {
-  // gzip would hold back the answer's stream (text/event-stream) until it ends.
+  // Next.js's gzip holds a proxied text/event-stream back until it ends (the browser test
+  // sees the whole answer arrive at once with `compress: true`): compress at the edge instead.
   compress: false,
+  experimental: {
+    // Proxied requests are cut after 30 s without a byte by default; a model may think longer
+    // than that before its first word.
+    proxyTimeout: 300_000,
+  },
   async rewrites() {
     if (!api) return [];
     return API_PATHS.map((name) => ({

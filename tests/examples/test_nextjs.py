@@ -255,18 +255,19 @@ def built(
     port reserved for the same-origin deployment's API. Yields the folder, the environment,
     the Next.js port of that deployment, the API's listening socket and its port."""
     folder = npm_install(EXAMPLE, cache_folder(request, tmp_path_factory, "nextjs-example"))
+    env = _node_env(folder)
+    api_listener, api_port = _listener()
+    next_port = _free_port()
+    # One build in this folder at a time; the Prisma 7 test works in it too (same lock).
     with (folder / ".build-lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)  # one build in this folder at a time
+        fcntl.flock(guard, fcntl.LOCK_EX)
         _copy_sources(folder)
-        env = _node_env(folder)
-        api_listener, api_port = _listener()
-        next_port = _free_port()
         generate = _run(folder, env, "prisma", "generate")
         build = _run(
             folder, env | {"CHATWITHME_API_URL": f"http://127.0.0.1:{api_port}"}, "next", "build"
         )
-        print(f"prisma generate {generate:.1f} s, next build {build:.1f} s")
-        yield folder, env, next_port, api_listener, api_port
+    print(f"prisma generate {generate:.1f} s, next build {build:.1f} s")
+    yield folder, env, next_port, api_listener, api_port
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -541,12 +542,16 @@ async def test_one_sign_in_two_frontends(stack: Stack, context: BrowserContext) 
     Auth.js sign-out ends the session for both, and the API's own sign-in works on Next.js."""
     next_url = stack.cross_origin.url
     page = await context.new_page()
+    # The API makes the CSRF cookie first; Auth.js, with the same secret, must keep it.
+    await page.goto(f"{stack.api}/api/auth/csrf")
+    csrf = _cookie(await context.cookies(), "authjs.csrf-token")
+    assert csrf and csrf.split("|")[0] in await page.content()
     email = await sign_in(page, stack, next_url)
     await send(page, "Asked on Next.js")
     await answered(page)
     before = await context.cookies()
-    csrf, session = _cookie(before, "authjs.csrf-token"), _cookie(before, "authjs.session-token")
-    assert csrf and session
+    session = _cookie(before, "authjs.session-token")
+    assert session and _cookie(before, "authjs.csrf-token") == csrf
 
     # The API's own page, in the same browser: signed in by the cookie Auth.js set.
     api_page = await context.new_page()
@@ -574,6 +579,8 @@ async def test_one_sign_in_two_frontends(stack: Stack, context: BrowserContext) 
     await page.get_by_role("button", name="Sign out").click()
     await page.goto(f"{next_url}/")
     await expect(page.locator("#email")).to_be_visible()
+    # Auth.js checked its sign-out against the API-made cookie, and kept it.
+    assert _cookie(await context.cookies(), "authjs.csrf-token") == csrf
     sessions = await _rows(
         stack.database_url,
         'SELECT s.id FROM sessions s JOIN users u ON u.id = s."userId" WHERE u.email = $1',

@@ -9,6 +9,7 @@ the engine variables point at an empty file so that Prisma does not try to downl
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import os
 import re
@@ -109,6 +110,14 @@ def test_prisma_7_validates_and_generates_the_export(prisma7: Prisma) -> None:
     extended tables (type-checked with tsc)."""
     assert re.search(r"^prisma +: 7\.", prisma7.run("--version"), re.M)
     work = prisma7.folder / "runs" / uuid.uuid4().hex
+    # The folder is also where tests/examples builds the example (whose type check would read
+    # this run's files): one at a time.
+    with (prisma7.folder / ".build-lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        _prisma_7_run(prisma7, work)
+
+
+def _prisma_7_run(prisma7: Prisma, work: Path) -> None:
     try:
         export_schema(work / "prisma" / "schema.prisma", 7, work / "prisma.config.ts")
         text = (work / "prisma" / "schema.prisma").read_text()
