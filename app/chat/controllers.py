@@ -16,6 +16,7 @@ from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
 from app.chat.streams import event_stream, ui_message_stream, ui_question
 from app.db.models import Conversation
+from app.lib.cursors import decode_keyset
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput
 from app.lib.openapi import also_as, problems, success
@@ -162,7 +163,8 @@ class ConversationController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> schemas.ConversationPage:
         """Newest activity first; pass `nextCursor` back as `cursor` for the next page."""
-        return await ConversationService(db_session, identity.user_id).list_for_user(limit, cursor)
+        service = ConversationService(db_session, identity.user_id)
+        return await service.list_for_user(limit, decode_keyset(cursor))
 
     @post("/", status_code=201)
     async def create_conversation(
@@ -214,7 +216,8 @@ class ConversationController(Controller):
     ) -> schemas.TrashPage:
         """Deleted conversations, newest deletion first, until restored or purged (after
         `TRASH_RETENTION_DAYS`); pass `nextCursor` back as `cursor` for the next page."""
-        return await ConversationService(db_session, identity.user_id).trash(limit, cursor)
+        service = ConversationService(db_session, identity.user_id)
+        return await service.trash(limit, decode_keyset(cursor))
 
     @delete("/{conversation_id:str}", status_code=204)
     async def delete_conversation(
@@ -249,7 +252,7 @@ class ConversationController(Controller):
     ) -> schemas.MessagePage:
         """A page of messages in chronological order; `before` = `nextCursor` for older ones."""
         return await MessageService(db_session, identity.user_id).page(
-            conversation_id, before, limit, include_versions
+            conversation_id, decode_keyset(before, "before"), limit, include_versions
         )
 
     @post(

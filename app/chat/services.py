@@ -17,8 +17,9 @@ from app.chat import schemas
 from app.chat.history import PastMessage
 from app.db.compiled import CompiledQuery, aware_utc
 from app.db.models import Conversation, Message, MessageReaction, Timestamp
+from app.lib.cursors import Keyset, encode_keyset
 from app.lib.errors import Conflict, InvalidInput, NotFound
-from app.lib.pagination import clamp, decode_cursor, encode_cursor
+from app.lib.pagination import clamp
 from app.lib.time import as_utc, to_naive_utc, utc_now
 from prisma_compat import cuid
 
@@ -235,14 +236,13 @@ class ConversationService:
         return found
 
     async def list_for_user(
-        self, limit: int | None, cursor: str | None
+        self, limit: int | None, after: Keyset | None
     ) -> schemas.ConversationPage:
         """Newest activity first; one SQL statement whatever the page size."""
         size = clamp(limit, 20, MAX_CONVERSATIONS_PAGE)
-        if cursor:
-            at, row_id = decode_cursor(cursor)
+        if after is not None:
             rows = await _CONVERSATIONS_AFTER.fetch(
-                self.db, user_id=self.user_id, size=size + 1, at=at, row_id=row_id
+                self.db, user_id=self.user_id, size=size + 1, at=after.at, row_id=after.row_id
             )
         else:
             rows = await _CONVERSATIONS.fetch(self.db, user_id=self.user_id, size=size + 1)
@@ -261,7 +261,7 @@ class ConversationService:
                 )
                 for r in page
             ],
-            next_cursor=encode_cursor(to_naive_utc(page[-1][3]), page[-1][0])
+            next_cursor=encode_keyset(to_naive_utc(page[-1][3]), page[-1][0])
             if len(rows) > size
             else None,
         )
@@ -331,7 +331,7 @@ class ConversationService:
             .values(deleted_at=now)
         )
 
-    async def trash(self, limit: int | None, cursor: str | None) -> schemas.TrashPage:
+    async def trash(self, limit: int | None, after: Keyset | None) -> schemas.TrashPage:
         """The user's trashed conversations, newest deletion first."""
         size = clamp(limit, 20, MAX_CONVERSATIONS_PAGE)
         counted = (
@@ -348,12 +348,11 @@ class ConversationService:
             .order_by(Conversation.deleted_at.desc(), Conversation.id.desc())
             .limit(size + 1)
         )
-        if cursor:
-            at, row_id = decode_cursor(cursor)
+        if after is not None:
             query = query.where(
                 or_(
-                    Conversation.deleted_at < at,
-                    and_(Conversation.deleted_at == at, Conversation.id < row_id),
+                    Conversation.deleted_at < after.at,
+                    and_(Conversation.deleted_at == after.at, Conversation.id < after.row_id),
                 )
             )
         rows = (await self.db.execute(query)).all()
@@ -370,7 +369,7 @@ class ConversationService:
                 )
                 for row, count in page
             ],
-            next_cursor=encode_cursor(page[-1][0].deleted_at, page[-1][0].id)
+            next_cursor=encode_keyset(page[-1][0].deleted_at, page[-1][0].id)
             if len(rows) > size
             else None,
         )
@@ -456,7 +455,7 @@ class MessageService:
     async def page(
         self,
         conversation_id: str,
-        before: str | None,
+        before: Keyset | None,
         limit: int | None,
         include_versions: bool = False,
     ) -> schemas.MessagePage:
@@ -468,9 +467,9 @@ class MessageService:
             "conversation_id": conversation_id,
             "size": size + 1,
         }
-        if before:
-            params["at"], params["row_id"] = decode_cursor(before)
-        query = _MESSAGE_PAGES[bool(before), include_versions]
+        if before is not None:
+            params["at"], params["row_id"] = before
+        query = _MESSAGE_PAGES[before is not None, include_versions]
         rows = await query.fetch(self.db, **params)
         if not rows:
             raise NotFound("No such conversation.")
@@ -480,7 +479,7 @@ class MessageService:
         page.reverse()
         return schemas.MessagePage(
             messages=[_message_from_record(r) for r in page],
-            next_cursor=encode_cursor(to_naive_utc(page[0]["created_at"]), page[0]["id"])
+            next_cursor=encode_keyset(to_naive_utc(page[0]["created_at"]), page[0]["id"])
             if len(rows) > size
             else None,
         )

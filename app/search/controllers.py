@@ -8,6 +8,7 @@ from litestar import Request, get
 from litestar.params import FromQuery, QueryParameter
 
 from app.auth.guard import CurrentIdentity
+from app.lib.cursors import decode_ranked
 from app.lib.deps import AppSettings, DbSession
 from app.lib.disconnect import unless_disconnected
 from app.lib.openapi import problems
@@ -46,5 +47,6 @@ async def search_conversations(
     limiter: RateLimiter = request.app.state.search_limiter
     await limiter.hit(identity.user_id, "searches")
     query, filters = validate(q, role, model, since, until)
+    after = decode_ranked(cursor)
     service = SearchService(db_session, identity.user_id, settings.search_statement_timeout)
-    return await unless_disconnected(request, service.search(query, filters, limit, cursor))
+    return await unless_disconnected(request, service.search(query, filters, limit, after))

@@ -11,20 +11,18 @@ matches it, in both modes. Snippets are made only for the returned page.
 
 from __future__ import annotations
 
-import base64
 import html
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import SEARCH_CONFIG
+from app.lib.cursors import Ranked, encode_ranked
 from app.lib.errors import STATEMENT_TIMEOUT, InvalidInput, TimedOut
 from app.lib.pagination import clamp
 from app.lib.time import as_utc, to_naive_utc, utc_now
@@ -86,6 +84,7 @@ def validate(
         raise InvalidInput("q: must not be empty")
     if len(query) > MAX_QUERY:
         raise InvalidInput(f"q: longer than {MAX_QUERY} characters")
+    query = fold_negations(query)
     if role is not None and role not in ("user", "assistant"):
         raise InvalidInput("role: must be user or assistant")
     if model is not None and (not model.strip() or len(model) > 200):
@@ -100,42 +99,28 @@ def _when(name: str, raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
-        return to_naive_utc(datetime.fromisoformat(raw.replace("Z", "+00:00")))
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{name}: not an ISO 8601 date or time") from None
-
-
-class Cursor(NamedTuple):
-    """Where a page ended: the exact (numeric) score keeps ties between pages in order."""
-
-    score: Decimal
-    conversation_id: str
-    as_of: datetime
-    mode: Literal["fulltext", "fuzzy"] = "fulltext"
-
-
-def _encode(cursor: Cursor) -> str:
-    raw = json.dumps([str(cursor.score), cursor.conversation_id, cursor.as_of.isoformat(),
-                      cursor.mode]).encode()  # fmt: skip
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode(cursor: str) -> Cursor:
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        score, conversation_id, as_of, *mode = json.loads(base64.urlsafe_b64decode(padded))
-        found = Cursor(Decimal(score), str(conversation_id), datetime.fromisoformat(as_of),
-                       *mode)  # fmt: skip
-    except (ValueError, TypeError, ArithmeticError):
-        raise InvalidInput("cursor: not a cursor this API gave out") from None
-    if found.mode not in ("fulltext", "fuzzy"):
-        raise InvalidInput("cursor: not a cursor this API gave out")
-    return found
+        return to_naive_utc(when)
+    except OverflowError:  # an offset moves it past 9999-12-31 or before 0001-01-01 in UTC
+        raise InvalidInput(f"{name}: out of range (years 1 to 9999 in UTC)") from None
 
 
 # A `-` where websearch_to_tsquery reads an operand negates the word or "phrase" after it
 # (`foo-bar` is one word); a quoted phrase is skipped whole, since a `-` inside it is text.
 _NEGATION = re.compile(r'("[^"]*"?)|(?:^|(?<=[\s!&|()<:]))(-+)\s*("[^"]*"?|[^\s"!&|()<:]+)')
+# Dashes in a row where an operand may start, with only what websearch_to_tsquery skips
+# between them (spaces, operator characters): each one is a NOT, and more than 32 NOTs in a
+# row overflow its stack ("tsquery stack too small", a 500).
+_NOT_RUN = re.compile(r"(?<![\w-])-(?:[\s!&|()<:]*-)+")
+
+
+def fold_negations(query: str) -> str:
+    """The query with each run of NOTs cut to one or two, which mean the same: `---x` is
+    `-x`, `----x` is `--x` (that is `x`; two keep an `OR` after them a word, as it was)."""
+    return _NOT_RUN.sub(lambda run: "-" if run.group().count("-") % 2 else "--", query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,9 +203,24 @@ def _fuzzy_text(rest: str) -> str:
     return rest[: FUZZY_QUERY_CHARS + 1].rsplit(" ", 1)[0][:FUZZY_QUERY_CHARS]
 
 
+# SQLSTATEs of a query text beyond what PostgreSQL parses (statement_too_complex,
+# program_limit_exceeded); a NOT run overflowing websearch_to_tsquery's stack is XX000.
+QUERY_TOO_COMPLEX = frozenset({"54000", "54001"})
+
+
+def _beyond_tsquery_limits(exc: DBAPIError) -> bool:
+    """Whether PostgreSQL refused the query text itself (not the data, nor an outage)."""
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in QUERY_TOO_COMPLEX or "tsquery stack too small" in str(exc.orig)
+
+
+# The recency boost: 2 for a conversation updated at `as_of` (or after it, as on later pages),
+# 1.5 at 30 days before it, towards 1 for older ones. Without greatest(), one updated 30 days
+# after an `as_of` (which comes back in the cursor) divided by zero.
 SCORE = """
     round(((g.best + ln(1 + g.hits) * 0.01)
-           * (1 + 1 / (1 + extract(epoch FROM (:as_of - c."updatedAt")) / 2592000)))::numeric, 6)
+           * (1 + 1 / (1 + greatest(0, extract(epoch FROM (:as_of - c."updatedAt")))
+                           / 2592000)))::numeric, 6)
 """
 
 
@@ -239,16 +239,19 @@ class SearchService:
         )
 
     async def search(
-        self, query: str, filters: Filters, limit: int | None, cursor: str | None
+        self, query: str, filters: Filters, limit: int | None, after: Ranked | None
     ) -> schemas.SearchPage:
         """One page of results; TimedOut (503) when a statement runs past the timeout."""
         size = clamp(limit, 20, MAX_PAGE)
-        after = _decode(cursor) if cursor else None
         terms = split_terms(query)
         await self._bounded()
         try:
             return await self._page(query, terms, filters, size, after)
         except DBAPIError as exc:
+            if _beyond_tsquery_limits(exc):
+                raise InvalidInput(
+                    "q: too many operators or nested too deeply for full-text search"
+                ) from None
             if getattr(exc.orig, "sqlstate", None) != STATEMENT_TIMEOUT:
                 raise
             raise TimedOut(
@@ -258,7 +261,7 @@ class SearchService:
             ) from exc
 
     async def _page(
-        self, query: str, terms: Terms, filters: Filters, size: int, after: Cursor | None
+        self, query: str, terms: Terms, filters: Filters, size: int, after: Ranked | None
     ) -> schemas.SearchPage:
         if after is not None and after.mode == "fuzzy":
             return await self._fuzzy(terms, filters, size, after)
@@ -269,7 +272,7 @@ class SearchService:
         page = rows[:size]
         matches = await self._fulltext_matches(query, filters, [r.cid for r in page])
         next_cursor = (
-            _encode(Cursor(page[-1].score, page[-1].cid, as_of)) if len(rows) > size else None
+            encode_ranked(Ranked(page[-1].score, page[-1].cid, as_of)) if len(rows) > size else None
         )
         return schemas.SearchPage(
             results=[self._result(r, matches.get(r.cid, [])) for r in page],
@@ -285,7 +288,7 @@ class SearchService:
         )
 
     async def _fulltext(
-        self, terms: Terms, filters: Filters, size: int, after: Cursor | None, as_of: datetime
+        self, terms: Terms, filters: Filters, size: int, after: Ranked | None, as_of: datetime
     ) -> list[Any]:
         titles = (
             ""
@@ -382,7 +385,7 @@ class SearchService:
         return found
 
     async def _fuzzy(
-        self, terms: Terms, filters: Filters, size: int, after: Cursor | None
+        self, terms: Terms, filters: Filters, size: int, after: Ranked | None
     ) -> schemas.SearchPage:
         """Trigram word similarity over the caller's messages: partial words ("postgre") and
         typos ("recieve"), without the excluded terms, in keyset pages like full text.
@@ -445,7 +448,7 @@ class SearchService:
         page = rows[:size]
         as_of = after.as_of if after else utc_now()
         next_cursor = (
-            _encode(Cursor(page[-1].score, page[-1].cid, as_of, "fuzzy"))
+            encode_ranked(Ranked(page[-1].score, page[-1].cid, as_of, "fuzzy"))
             if len(rows) > size
             else None
         )

@@ -62,6 +62,21 @@ def validate(days: int | None, tz: str | None) -> tuple[int, str]:
     return window, zone
 
 
+# The zones PostgreSQL's AT TIME ZONE knows, read once per process. Python's zoneinfo also
+# opens files PostgreSQL has no zone for (posixrules, localtime, right/UTC, posix/UTC), and the
+# two may carry different releases of the time zone database.
+_database_zones: frozenset[str] | None = None
+
+
+async def _require_database_zone(db: AsyncSession, zone: str) -> None:
+    global _database_zones
+    if _database_zones is None:
+        names = await db.scalars(text("SELECT name FROM pg_timezone_names"))
+        _database_zones = frozenset(names)
+    if zone not in _database_zones:
+        raise InvalidInput("tz: not an IANA time zone name (for example Europe/Berlin)")
+
+
 # Every time zone offset in use since 1980 is a whole number of quarter hours, so a quarter
 # hour bucket (user_message_buckets) lies inside one local day in any zone. Older messages,
 # if any, are counted one by one.
@@ -100,7 +115,9 @@ STATS = text("""
 
 
 async def user_stats(db: AsyncSession, user_id: str, days: int, tz: str) -> Stats:
-    """All figures from one statement over the rollups, hence one consistent snapshot."""
+    """All figures from one statement over the rollups, hence one consistent snapshot;
+    InvalidInput when PostgreSQL does not know the zone `tz`."""
+    await _require_database_zone(db, tz)
     row = (
         await db.execute(STATS, {"uid": user_id, "tz": tz, "exact_since": EXACT_BUCKETS_SINCE})
     ).one()

@@ -19,7 +19,9 @@ import pytest
 from app.asgi import create_app
 from app.db.engine import Database
 from app.settings import Settings
-from tests.ops.conftest import served
+from tests.conftest import http_client
+from tests.hostile import hostile_values
+from tests.ops.conftest import served, sign_in
 from tests.ops.fuzz_hooks import FUZZER_EMAIL
 
 pytestmark = pytest.mark.skipif(
@@ -113,3 +115,79 @@ async def test_every_answer_is_documented_and_none_is_a_server_error(
     summary = re.findall(r"^.*(?:operations|test cases|passed|failed).*$", report, re.MULTILINE)
     print("\n".join(summary))
     assert process.returncode == 0, report[-20_000:]
+
+
+CONTENT_TYPES = [
+    "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+    "multipart/form-data", "application/json; charset=latin-1", "application/json; charset=utf-16",
+    "application/xml", "a/b/c;;;", "application/json;;;=", None,
+]  # fmt: skip
+BODIES = [
+    b'{"title": "x", "message": "hi", "email": "fuzzer@example.com"}',
+    b"title=x&message=hi",
+    b'--x\r\nContent-Disposition: form-data; name="title"\r\n\r\nx\r\n--x--\r\n',
+    b"\xff\xfe{\x00}\x00",
+]
+SWEPT = {"cursor", "before", "tz", "from", "to"}
+
+
+def _server_error_or_no_problem(response: httpx.Response) -> str | None:
+    """What is wrong with an answer to a hostile request, if anything."""
+    if response.status_code >= 500:
+        return f"{response.status_code}: {response.text[:200]}"
+    if response.status_code >= 400:
+        body = response.json()
+        if not {"status", "title", "detail"} <= body.keys():
+            return f"{response.status_code} without a problem body: {response.text[:200]}"
+    return None
+
+
+async def test_hostile_cursors_zones_instants_and_content_types_get_no_server_error(
+    live_settings: Settings,
+) -> None:
+    """Every query parameter the API decodes itself, found in the OpenAPI document, with each
+    value of tests/hostile.py; every operation with a body, with odd content types. No 5xx,
+    and every 4xx is a problem."""
+    settings = live_settings.model_copy(
+        update={"chat_rate_limit": 1_000_000, "search_rate_limit": 1_000_000}
+    )
+    database = Database.from_url(settings.database_url or "", settings)
+    async with http_client(create_app(settings, database=database)) as client:
+        client.headers["authorization"] = f"Bearer {await sign_in(client, 'hostile@example.com')}"
+        chat = await client.post("/api/chat", json={"message": "Hello there", "stream": False})
+        assert chat.status_code == 200, chat.text
+        ids = {
+            "conversation_id": chat.json()["conversationId"],
+            "message_id": chat.json()["aiMessage"]["id"],
+            "reaction": "like",
+        }
+        document = (await client.get("/schema/openapi.json")).json()
+        wrong: list[str] = []
+        swept: set[str] = set()
+        for path, operations in document["paths"].items():
+            if path.startswith("/api/auth/"):  # sign-out would end the sweep's session
+                continue
+            url = path.format_map({name: ids.get(name, "x") for name in _names(path)})
+            for method, operation in operations.items():
+                query = [p["name"] for p in operation.get("parameters", []) if p["in"] == "query"]
+                base = {"q": "hello"} if "q" in query else {}
+                for name in query if method == "get" else ():
+                    for value in hostile_values(name):
+                        response = await client.get(url, params={**base, name: value})
+                        if problem := _server_error_or_no_problem(response):
+                            wrong.append(f"GET {url} {name}={value[:60]!r}: {problem}")
+                        swept.add(name)
+                if "requestBody" not in operation or method == "delete":
+                    continue
+                for content_type in CONTENT_TYPES:
+                    for body in BODIES:
+                        headers = {"content-type": content_type} if content_type else {}
+                        response = await client.request(method, url, content=body, headers=headers)
+                        if problem := _server_error_or_no_problem(response):
+                            wrong.append(f"{method.upper()} {url} {content_type}: {problem}")
+    assert swept >= SWEPT, swept
+    assert not wrong, "\n".join(wrong)
+
+
+def _names(path: str) -> list[str]:
+    return re.findall(r"{(\w+)}", path)
