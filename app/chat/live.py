@@ -596,13 +596,16 @@ class LiveAnswers:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._remote_readers.setdefault(answer_id, set()).add(queue)
         sent = len(saved)
+        reads = Backoff(f"reading the answer {answer_id}", logger, base=POLL_SECONDS)
         try:
             if saved:
                 yield Text(0, saved)
             self.send({"k": "f", "m": answer_id, "o": sent})
             while True:
+                # While the database is away, the row is read less and less often.
+                poll = max(POLL_SECONDS, reads.delay()) if reads.failures else POLL_SECONDS
                 try:
-                    note: dict[str, Any] | None = await asyncio.wait_for(queue.get(), POLL_SECONDS)
+                    note: dict[str, Any] | None = await asyncio.wait_for(queue.get(), poll)
                 except TimeoutError:
                     note = None
                 if note is not None and note["k"] == "t" and note["o"] <= sent:
@@ -615,8 +618,9 @@ class LiveAnswers:
                 try:
                     found = await self._saved_answer(answer_id)
                 except Exception as exc:  # the database is away: keep waiting for the owner
-                    logger.warning("could not read the answer %s: %s", answer_id, exc)
+                    reads.failed(exc)
                     continue
+                reads.succeeded()
                 if found is None:
                     return
                 row, lease_over = found
