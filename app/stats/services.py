@@ -68,13 +68,15 @@ def validate(days: int | None, tz: str | None) -> tuple[int, str]:
 _database_zones: frozenset[str] | None = None
 
 
-async def _require_database_zone(db: AsyncSession, zone: str) -> None:
+async def require_database_zone(db: AsyncSession, zone: str, field: str = "tz") -> None:
+    """A 400 naming `field` unless PostgreSQL knows `zone` (the stats and the daily quotas
+    count days there)."""
     global _database_zones
     if _database_zones is None:
         names = await db.scalars(text("SELECT name FROM pg_timezone_names"))
         _database_zones = frozenset(names)
     if zone not in _database_zones:
-        raise InvalidInput("tz: not an IANA time zone name (for example Europe/Berlin)")
+        raise InvalidInput(f"{field}: not an IANA time zone name (for example Europe/Berlin)")
 
 
 # Every time zone offset in use since 1980 is a whole number of quarter hours, so a quarter
@@ -117,7 +119,7 @@ STATS = text("""
 async def user_stats(db: AsyncSession, user_id: str, days: int, tz: str) -> Stats:
     """All figures from one statement over the rollups, hence one consistent snapshot;
     InvalidInput when PostgreSQL does not know the zone `tz`."""
-    await _require_database_zone(db, tz)
+    await require_database_zone(db, tz)
     row = (
         await db.execute(STATS, {"uid": user_id, "tz": tz, "exact_since": EXACT_BUCKETS_SINCE})
     ).one()

@@ -16,6 +16,7 @@ from app.db.models import User, UserPreferences
 from app.lib.errors import InvalidInput, NotFound
 from app.lib.time import as_utc, utc_now
 from app.llm.catalogue import ModelCatalogue
+from app.stats.services import require_database_zone
 from app.users import schemas
 from prisma_compat import cuid
 
@@ -113,6 +114,8 @@ class UserService:
         if data.time_zone is not msgspec.UNSET:
             if data.time_zone is not None and zone_or_utc(data.time_zone) != data.time_zone:
                 raise InvalidInput("timeZone: not an IANA time zone name (such as Europe/Berlin)")
+            if data.time_zone is not None:
+                await require_database_zone(self.db, data.time_zone, "timeZone")
             row.time_zone = data.time_zone
         row.updated_at = utc_now()
         await self.db.flush()
