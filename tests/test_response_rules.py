@@ -58,7 +58,18 @@ async def test_a_private_problem_and_a_stream_are_not_stored_either(
         "/api/chat", json={"message": "hi", "stream": True}, headers=bearer
     )
     assert streamed.status_code == 200
-    assert "no-store" in streamed.headers["cache-control"]
+    # Neither a cache nor a compressing proxy (Next.js rewrites) may hold frames back.
+    assert streamed.headers["cache-control"] == "no-store, no-transform"
+    ui = await client.post(
+        "/api/chat",
+        json={
+            "id": "rules000000000001",
+            "message": {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]},
+        },
+        headers=bearer,
+    )
+    assert ui.status_code == 200 and ui.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    assert ui.headers["cache-control"] == "no-store, no-transform"
 
 
 @pytest.mark.parametrize(

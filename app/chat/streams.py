@@ -21,12 +21,13 @@ from app.chat.flow import Exchange, error_text
 from app.chat.live import Ended
 from app.lib.errors import InvalidInput
 
+# no-transform: a proxy (Next.js rewrites compress by default) must pass frames on as they come.
 UI_STREAM_HEADERS = {
-    "Cache-Control": "no-cache",
+    "Cache-Control": "no-store, no-transform",
     "X-Accel-Buffering": "no",
     "x-vercel-ai-ui-message-stream": "v1",
 }
-EVENT_STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+EVENT_STREAM_HEADERS = {"Cache-Control": "no-store, no-transform", "X-Accel-Buffering": "no"}
 # Provider finish reasons as the AI SDK names them (values all of ai 5, 6 and 7 accept).
 FINISH_REASONS = {
     "stop": "stop",
