@@ -3,7 +3,10 @@ model choice, failures, limits. SECURITY.md items 17, 19-22, 24-27."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import text
@@ -18,10 +21,19 @@ from tests.conftest import http_client
 from tests.fakes.llm import FakeLLM, Scenario
 
 
-async def _row(connection: AsyncConnection, message_id: str) -> object:
-    return (
-        await connection.execute(text("SELECT * FROM messages WHERE id = :i"), {"i": message_id})
-    ).one()
+async def _row(connection: AsyncConnection, message_id: str) -> Any:
+    """The message row once stored: an answer's last write may still be on its way when the
+    response has ended (the stream waits for it up to 2 s, then ends and the write goes on)."""
+    deadline = time.monotonic() + 15
+    while True:
+        row = (
+            await connection.execute(
+                text("SELECT * FROM messages WHERE id = :i"), {"i": message_id}
+            )
+        ).one()
+        if row.status != "streaming" or time.monotonic() > deadline:
+            return row
+        await asyncio.sleep(0.05)
 
 
 async def test_json_chat_stores_both_messages_in_a_new_conversation(
