@@ -94,7 +94,8 @@ def create_app(
     answers = LiveAnswers(
         database,
         router,
-        settings.database_url,
+        # LISTEN needs a session: not through a transaction pooler (then the saved rows).
+        settings.listen_url,
         store_retry_seconds=settings.chat_store_retry_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         lease=timedelta(seconds=settings.answer_lease_seconds),

@@ -143,7 +143,19 @@ def serve(args: argparse.Namespace) -> None:
         else:
             from app.db import migrate
 
-            state = migrate.status(url)
+            if settings.transaction_pooled and not settings.database_direct_url:
+                from app.chat.live import POLL_SECONDS, SAVE_SECONDS
+
+                logger.warning(
+                    "DATABASE_URL goes through a pooler in transaction mode and no "
+                    "DATABASE_DIRECT_URL is set: no LISTEN/NOTIFY between processes, so an "
+                    "answer followed from another process is read from its saved row every "
+                    "%.1f s, and a stop sent to another process takes effect within %.1f s "
+                    "(see docs/deploy.md, Poolers)",
+                    POLL_SECONDS,
+                    SAVE_SECONDS,
+                )
+            state = migrate.status(settings.migrations_url(url))
             if not state.at_head:
                 raise ConfigurationError(
                     f"the database is at revision {state.current or 'none'}, this code needs "
@@ -196,7 +208,8 @@ def db_command(args: argparse.Namespace) -> int:
     from app.settings import load_settings
 
     settings = load_settings()
-    with database_url_for(settings) as url:
+    with database_url_for(settings) as pooled_url:
+        url = settings.migrations_url(pooled_url)
         if args.action == "upgrade":
             migrate.upgrade(url, args.revision or "head")
         elif args.action == "downgrade":
@@ -290,8 +303,13 @@ def prisma_command(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings()
     if args.database_url:
-        settings = settings.model_copy(update={"database_url": args.database_url})
-    with database_url_for(settings) as url:
+        from app.db.pooler import with_pooler
+
+        # The URL given is the one checked (not DATABASE_DIRECT_URL), DB_POOLER applied to it.
+        url = with_pooler(args.database_url, settings.db_pooler)
+        settings = settings.model_copy(update={"database_url": url, "database_direct_url": None})
+    with database_url_for(settings) as pooled_url:
+        url = settings.migrations_url(pooled_url)
         if args.action == "check":
             report = commands.check(url, Path(args.schema) if args.schema else None)
             print(report.as_json() if args.json else report.as_text())

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.db.pooler import transaction_pooled, with_pooler
 from app.lib.errors import ConfigurationError
 
 # Values copied from examples and tutorials; a production server must not run with them.
@@ -32,6 +33,15 @@ class Settings(BaseSettings):
         default="development", validation_alias="APP_ENV"
     )
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    # The same database without the pooler (Prisma's directUrl): migrations, LISTEN/NOTIFY.
+    database_direct_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_DIRECT_URL", "DIRECT_URL")
+    )
+    # What DATABASE_URL goes through; unset: a pooler in transaction mode when the URL has
+    # Prisma's ?pgbouncer=true (app/db/pooler.py).
+    db_pooler: Literal["session", "transaction"] | None = Field(
+        default=None, validation_alias="DB_POOLER"
+    )
     data_dir: Path = Field(default=Path(".data"), validation_alias="DATA_DIR")
     auth_secret: str | None = Field(default=None, validation_alias="AUTH_SECRET")
     auth_url: str = Field(default="http://127.0.0.1:8000", validation_alias="AUTH_URL")
@@ -166,6 +176,8 @@ class Settings(BaseSettings):
 
     @field_validator(
         "database_url",
+        "database_direct_url",
+        "db_pooler",
         "auth_secret",
         "auth_google_id",
         "auth_google_secret",
@@ -263,6 +275,31 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return self.database_url is None
+
+    @model_validator(mode="after")
+    def _pooler_flag_in_the_url(self) -> Settings:
+        # One place decides: the URL carries ?pgbouncer=true exactly when it is pooled in
+        # transaction mode, so every command given the URL alone knows it too.
+        if self.database_url is not None and self.db_pooler is not None:
+            self.database_url = with_pooler(self.database_url, self.db_pooler)
+        return self
+
+    @property
+    def transaction_pooled(self) -> bool:
+        """DATABASE_URL goes through a pooler in transaction mode."""
+        return self.database_url is not None and transaction_pooled(self.database_url)
+
+    @property
+    def listen_url(self) -> str | None:
+        """Where LISTEN/NOTIFY can hold a session: the direct URL, or DATABASE_URL unless it is
+        pooled in transaction mode (then None: no LISTEN)."""
+        if self.database_direct_url:
+            return self.database_direct_url
+        return None if self.transaction_pooled else self.database_url
+
+    def migrations_url(self, url: str) -> str:
+        """Where migrations run: the direct URL when set, else `url` (DATABASE_URL's)."""
+        return self.database_direct_url or url
 
     @cached_property
     def secret(self) -> str:

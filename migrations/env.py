@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.models import Base
+from app.db.pooler import engine_connect_args
 from app.db.url import to_async_url
 
 config = context.config
@@ -28,7 +29,9 @@ def run_on(connection: Connection) -> None:
 
 
 async def run_on_url(url: str) -> None:
-    engine = create_async_engine(to_async_url(url), poolclass=pool.NullPool)
+    engine = create_async_engine(
+        to_async_url(url), poolclass=pool.NullPool, connect_args=engine_connect_args(url)
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_on)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
+from app.db.pooler import driver_connect_args
 from app.db.url import to_libpq
 from prisma_compat.export import (
     DEFAULT_PRISMA,
@@ -76,12 +77,19 @@ def _with_database_only_indexes(expected: Shape) -> Shape:
 
 async def _check(database_url: str, schema_path: Path, source: str) -> Report:
     expected = _with_database_only_indexes(from_schema(parse(source)))
-    connection = await asyncpg.connect(to_libpq(database_url), timeout=10)
+    connection = await _connect(database_url)
     try:
         actual = await from_database(connection)
     finally:
         await connection.close()
     return Report(schema_path, compare(expected, actual))
+
+
+async def _connect(database_url: str) -> asyncpg.Connection:
+    # Through a pooler in transaction mode (`?pgbouncer=true`) nothing may stay prepared.
+    return await asyncpg.connect(
+        to_libpq(database_url), timeout=10, **driver_connect_args(database_url)
+    )
 
 
 def check(database_url: str, schema_path: Path | None = None) -> Report:
@@ -96,7 +104,7 @@ def check(database_url: str, schema_path: Path | None = None) -> Report:
 
 
 async def _alembic_revision(database_url: str) -> str | None:
-    connection = await asyncpg.connect(to_libpq(database_url), timeout=10)
+    connection = await _connect(database_url)
     try:
         if not await connection.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL"):
             return None

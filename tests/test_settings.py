@@ -17,7 +17,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     for name in [
         "APP_ENV", "DATABASE_URL", "DATA_DIR", "AUTH_SECRET", "AUTH_GOOGLE_ID",
         "GOOGLE_CLIENT_ID", "AUTH_GOOGLE_SECRET", "GOOGLE_CLIENT_SECRET",
-        "GEMINI_API_KEY", "GOOGLE_API_KEY", "GROQ_API_KEY",
+        "GEMINI_API_KEY", "GOOGLE_API_KEY", "GROQ_API_KEY", "DATABASE_DIRECT_URL", "DIRECT_URL",
+        "DB_POOLER",
     ]:  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -118,3 +119,42 @@ def test_prisma_only_url_options_are_translated() -> None:
 def test_bad_database_urls_get_a_clear_error(raw: str, complaint: str) -> None:
     with pytest.raises(ConfigurationError, match=complaint):
         to_async_url(raw)
+
+
+def test_prismas_pgbouncer_flag_means_a_transaction_pooler(clean_env: Path) -> None:
+    assert not load_settings().transaction_pooled  # the embedded database
+    for flagged in ("postgresql://u@pool:6543/db?pgbouncer=true", "postgres://pool/db?pgbouncer=1"):
+        settings = Settings(_env_file=None, database_url=flagged)  # type: ignore[call-arg]
+        assert settings.transaction_pooled
+        # Without a direct URL there is no LISTEN line; migrations go through the pooled URL.
+        assert settings.listen_url is None
+        assert settings.migrations_url(flagged) == flagged
+        # The flag is Prisma's, not libpq's: asyncpg never sees it.
+        assert "pgbouncer" not in to_async_url(flagged).query
+
+
+def test_db_pooler_sets_or_clears_the_flag_in_database_url(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@pool:6543/db?schema=app")
+    monkeypatch.setenv("DB_POOLER", "transaction")
+    settings = load_settings()
+    assert settings.transaction_pooled
+    assert settings.database_url == "postgresql://u@pool:6543/db?schema=app&pgbouncer=true"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@pool:5432/db?pgbouncer=true")
+    monkeypatch.setenv("DB_POOLER", "session")
+    assert not load_settings().transaction_pooled
+    monkeypatch.setenv("DB_POOLER", "statement")
+    with pytest.raises(ConfigurationError, match="DB_POOLER"):
+        load_settings()
+
+
+@pytest.mark.parametrize("name", ["DATABASE_DIRECT_URL", "DIRECT_URL"])
+def test_the_direct_url_carries_migrations_and_listen(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u@pool:6543/db?pgbouncer=true")
+    monkeypatch.setenv(name, "postgresql://u@primary:5432/db")
+    settings = load_settings()
+    assert settings.listen_url == "postgresql://u@primary:5432/db"
+    assert settings.migrations_url(settings.database_url or "") == "postgresql://u@primary:5432/db"

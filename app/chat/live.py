@@ -691,6 +691,10 @@ class LiveAnswers:
         if not self.database.one_connection:  # a test's one shared connection: no sweeps
             self._spawn(self._keep_sweeping, "the answers' sweep", "sweep")
         if self.database_url is None:
+            if not self.database.one_connection:
+                # A pooled DATABASE_URL and no direct one: no LISTEN, but SIGTERM still gives
+                # answers in flight their grace period.
+                self._watch_signals()
             return
         self._outbox = asyncio.Queue(OUTBOX_SIZE)
         self.relay_started = True

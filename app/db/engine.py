@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -16,6 +17,12 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import QueuePool
 
+from app.db.pooler import (
+    DRIVER_CONNECT_ARGS,
+    ENGINE_CONNECT_ARGS,
+    per_transaction_sql,
+    transaction_pooled,
+)
 from app.db.reads import ReadPool
 from app.db.url import search_path_of, to_async_url
 from app.lib.errors import ConfigurationError, DatabaseUnavailable
@@ -44,14 +51,18 @@ class Database:
 
     @classmethod
     def from_url(cls, raw_url: str, settings: Settings) -> Database:
-        # Every statement's time bound, on every connection (search lowers it for its own).
-        server_settings = {
-            "application_name": "chatwithme",
-            "statement_timeout": str(round(settings.db_statement_timeout * 1000)),
-        }
+        # Every statement's time bound (search lowers it for its own), and `?schema=`: set for
+        # the session when the connection opens, or, through a transaction pooler, at the
+        # start of every transaction (app/db/pooler.py).
+        session_settings = {"statement_timeout": str(round(settings.db_statement_timeout * 1000))}
         schema = search_path_of(raw_url)
         if schema:
-            server_settings["search_path"] = schema
+            session_settings["search_path"] = schema
+        server_settings = {"application_name": "chatwithme"}
+        pooled = transaction_pooled(raw_url)
+        begin = per_transaction_sql(session_settings) if pooled else None
+        if not pooled:
+            server_settings |= session_settings
         engine = create_async_engine(
             to_async_url(raw_url),
             pool_size=settings.db_pool_size,
@@ -64,17 +75,26 @@ class Database:
             connect_args={
                 "timeout": settings.db_connect_timeout,
                 "server_settings": server_settings,
+                **(ENGINE_CONNECT_ARGS if pooled else {}),
             },
         )
         event.listen(engine.sync_engine, "do_connect", _connect)
+        if begin is not None:
+            event.listen(engine.sync_engine, "begin", _run_at_begin(begin))
 
         def read_connect_kwargs() -> dict[str, Any]:
-            """What SQLAlchemy itself passes to asyncpg.connect for this URL."""
+            """What SQLAlchemy itself passes to asyncpg.connect for this URL, less its own
+            options (a `?prepared_statement_cache_size=` in the URL is not asyncpg's)."""
             _, kwargs = engine.dialect.create_connect_args(engine.url)
+            for own in _DIALECT_ONLY:
+                kwargs.pop(own, None)
             return {**kwargs, "timeout": settings.db_connect_timeout,
-                    "server_settings": server_settings}  # fmt: skip
+                    "server_settings": server_settings,
+                    **(DRIVER_CONNECT_ARGS if pooled else {})}  # fmt: skip
 
-        reads = ReadPool(read_connect_kwargs, settings.db_read_pool_size, settings.db_pool_timeout)
+        reads = ReadPool(
+            read_connect_kwargs, settings.db_read_pool_size, settings.db_pool_timeout, begin
+        )
         # Sessions carry the read pool for CompiledQuery.fetch.
         session_maker = async_sessionmaker(engine, expire_on_commit=False, info={"reads": reads})
         return cls(engine, session_maker, reads=reads)
@@ -93,6 +113,20 @@ class Database:
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
         return cls(connection.engine, session_maker, one_connection=True)
+
+
+# Options of SQLAlchemy's asyncpg dialect that asyncpg.connect does not take.
+_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func")
+
+
+def _run_at_begin(sql: str) -> Callable[[Connection], None]:
+    """A `begin` listener that runs `sql` first in every transaction (SQLAlchemy runs it
+    inside the transaction being begun, without beginning another)."""
+
+    def run(connection: Connection) -> None:
+        connection.exec_driver_sql(sql)
+
+    return run
 
 
 def _connect(dialect: Dialect, _record: Any, cargs: Any, cparams: Any) -> Any:

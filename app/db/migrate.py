@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.db.models import Base
+from app.db.pooler import engine_connect_args
 from app.db.url import display, to_async_url
 from app.lib.errors import ConfigurationError
 
@@ -90,7 +91,9 @@ def _describe(diff: object) -> str:
 
 async def _status(database_url: str) -> SchemaStatus:
     engine = create_async_engine(
-        to_async_url(database_url), poolclass=pool.NullPool, connect_args={"timeout": 5}
+        to_async_url(database_url),
+        poolclass=pool.NullPool,
+        connect_args={"timeout": 5, **engine_connect_args(database_url)},
     )
     try:
         async with engine.connect() as connection:
@@ -131,7 +134,9 @@ def check_writable(database_url: str) -> None:
 
 async def _read_only_reason(database_url: str) -> str | None:
     engine = create_async_engine(
-        to_async_url(database_url), poolclass=pool.NullPool, connect_args={"timeout": 5}
+        to_async_url(database_url),
+        poolclass=pool.NullPool,
+        connect_args={"timeout": 5, **engine_connect_args(database_url)},
     )
     try:
         async with engine.connect() as connection:

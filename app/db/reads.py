@@ -16,6 +16,7 @@ inside an open transaction still runs there (`CompiledQuery.fetch` decides).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,17 @@ CLOSE_SECONDS = 5.0
 class ReadPool:
     """Connections for single-statement reads outside any transaction; opened on first use."""
 
-    def __init__(self, connect_kwargs: Callable[[], dict[str, Any]], size: int, timeout: float):
+    def __init__(
+        self,
+        connect_kwargs: Callable[[], dict[str, Any]],
+        size: int,
+        timeout: float,
+        begin: str | None = None,
+    ):
         self._connect_kwargs = connect_kwargs
+        # Through a transaction pooler: the settings each read's transaction starts with
+        # (app/db/pooler.py); otherwise None and a read is one round trip, no transaction.
+        self._begin = f"BEGIN; {begin}" if begin else None
         self.size = size
         self._timeout = timeout
         self._pool: asyncpg.Pool | None = None
@@ -87,7 +97,10 @@ class ReadPool:
         try:
             # A turn means a connection is free (or may be opened): no wait here.
             async with self._pool.acquire() as connection:
-                rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+                if self._begin is None:
+                    rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+                else:
+                    rows = await _in_transaction(connection, self._begin, sql, args)
                 return rows
         except asyncpg.QueryCanceledError as exc:  # statement_timeout: the connection is fine
             raise TimedOut() from exc
@@ -95,6 +108,21 @@ class ReadPool:
             raise DatabaseUnavailable(f"the database connection failed: {exc!r}") from exc
         finally:
             self._turns.release()
+
+
+async def _in_transaction(
+    connection: asyncpg.Connection, begin: str, sql: str, args: tuple[Any, ...]
+) -> list[asyncpg.Record]:
+    """`sql`'s rows in a transaction that starts with `begin` (one simple-query round trip)."""
+    await connection.execute(begin)
+    try:
+        rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a connection that failed is not reused anyway
+            await connection.execute("ROLLBACK")
+        raise
+    await connection.execute("COMMIT")
+    return rows
 
 
 async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
