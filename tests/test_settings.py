@@ -114,6 +114,9 @@ def test_prisma_only_url_options_are_translated() -> None:
         ("not a url", "not a valid URL"),
         ("mysql://u@h/db", "PostgreSQL URL"),
         ("postgresql://u@h", "names no database"),
+        # Neon's URLs carry channel_binding=require; asyncpg.connect has no such keyword.
+        ("postgresql://u@h/db?sslmode=require&channel_binding=require", "channel_binding"),
+        ("postgresql://u@h/db?application_name=x", "application_name is not supported"),
     ],
 )
 def test_bad_database_urls_get_a_clear_error(raw: str, complaint: str) -> None:

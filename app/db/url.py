@@ -11,6 +11,11 @@ _SCHEMES = {"postgres", "postgresql", "postgresql+asyncpg", "postgresql+psycopg"
 # Prisma connection-string options that are instructions to Prisma's engine, not to libpq.
 _PRISMA_ONLY = {"schema", "connection_limit", "pool_timeout", "pgbouncer", "statement_cache_size",
                 "socket_timeout", "connect_timeout"}  # fmt: skip
+# What else a URL may carry: SQLAlchemy hands every query option to asyncpg.connect as a
+# keyword, and asyncpg takes these (sslmode becomes ssl). Any other (libpq's application_name,
+# channel_binding, sslrootcert...) would fail every connection with a TypeError.
+_ASYNCPG_OPTIONS = {"host", "port", "user", "password", "passfile", "database", "ssl",
+                    "direct_tls", "target_session_attrs", "krbsrvname", "gsslib"}  # fmt: skip
 
 
 def to_async_url(raw: str) -> URL:
@@ -31,6 +36,13 @@ def to_async_url(raw: str) -> URL:
     if "sslmode" in query:
         # asyncpg takes libpq's sslmode values under the name "ssl".
         query["ssl"] = query.pop("sslmode")
+    unknown = sorted(set(query) - _ASYNCPG_OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"DATABASE_URL option {', '.join(unknown)} is not supported (asyncpg takes sslmode, "
+            "host, port, user, password, passfile, target_session_attrs; PGSSLROOTCERT in the "
+            "environment names a CA file; channel_binding: remove it, sslmode still applies)"
+        )
     return url.set(drivername="postgresql+asyncpg", query=query)
 
 
