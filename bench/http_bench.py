@@ -14,6 +14,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -39,16 +40,20 @@ def _port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _pinned(core: int, command: list[str]) -> list[str]:
+def _pinned(core: int | str, command: list[str]) -> list[str]:
+    """`command` on `core` (or a list such as "0,1") when taskset is there."""
     return ["taskset", "-c", str(core), *command] if shutil.which("taskset") else command
 
 
 class Server:
-    def __init__(self, target: list[str], env: dict[str, str]) -> None:
+    def __init__(self, target: list[str], env: dict[str, str], cores: str = "0") -> None:
         self.port = _port()
         command = [sys.executable, "-m", "uvicorn", *target, "--port", str(self.port),
                    "--log-level", "warning", "--no-access-log"]  # fmt: skip
-        self.process = subprocess.Popen(_pinned(0, command), env={**os.environ, **env})
+        # A session of its own: `--workers` children are stopped with their parent.
+        self.process = subprocess.Popen(
+            _pinned(cores, command), env={**os.environ, **env}, start_new_session=True
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -60,7 +65,11 @@ class Server:
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.wait(timeout=20)
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
 
 
 def wrk(url: str, token: str, seconds: float, connections: int = 32) -> dict[str, float]:

@@ -101,9 +101,13 @@ async def _chats(url: str, token: str, seconds: float, connections: int) -> dict
     }
 
 
+# The name of the bench's own connections (T11 counts the app's without them).
+BENCH_CONNECTION = {"application_name": "bench"}
+
+
 async def _messages_of(database_url: str, email: str) -> int:
     """The user's stored messages, once none of them is still being generated."""
-    connection = await asyncpg.connect(to_libpq(database_url))
+    connection = await asyncpg.connect(to_libpq(database_url), server_settings=BENCH_CONNECTION)
     try:
         for _ in range(300):
             streaming = await connection.fetchval(
@@ -132,50 +136,62 @@ async def _rare_word(database_url: str) -> str:
         await connection.close()
 
 
+def read_mix(conversations: dict[str, str], rare_word: str) -> list[tuple[str, str]]:
+    """The reads wrk sends in turn: per search, four lists and four pages of the heavy user
+    (about one request in nine is a search)."""
+    heavy, typical = SESSION_PREFIX + HEAVY_USER, SESSION_PREFIX + TYPICAL_USER
+    listing = ("/api/conversations?limit=20", heavy)
+    pages = [(f"/api/conversations/{conversations[k]}/messages?limit=50", heavy)
+             for k in ("long", "short")]  # fmt: skip
+    # T4's query classes (rare, common, two-letter, phrase), for both users in turn.
+    searches = [(f"/api/conversations/search?q={q}", token)
+                for q in (rare_word, "python", "go", "%22postgres%20index%22")
+                for token in (typical, heavy)]  # fmt: skip
+    mix: list[tuple[str, str]] = []
+    for search in searches:
+        mix += [listing, pages[0], listing, pages[1], listing, pages[0], listing, pages[1]]
+        mix.append(search)
+    return mix
+
+
+def measure(base: str, url: str, mix: list[tuple[str, str]], seconds: int) -> dict[str, Any]:
+    """The T9 load on the app at `base` (its database at `url`): reads on 56 connections,
+    chat on 8; the figures per part, the totals, and the stored rows against the answers."""
+    before = asyncio.run(_messages_of(url, CHAT_USER))
+    script = _rotating_lua(mix)
+    reads = _wrk(base, script, seconds, 56)
+    chat = asyncio.run(_chats(base, SESSION_PREFIX + CHAT_USER, seconds, 8))
+    figures: dict[str, Any] = {"reads": _figures(reads, script), "chat": chat}
+    stored = asyncio.run(_messages_of(url, CHAT_USER)) - before
+    parts = [f for f in figures.values() if isinstance(f, dict)]
+    figures["stored_messages"] = stored
+    figures["stored_equals_2x_answered"] = stored == 2 * chat["answered"]
+    figures["errors"] = int(sum(f["errors"] for f in parts))
+    figures["worst_p95_ms"] = max(f["p95"] for f in parts)
+    figures["requests_per_second"] = round(sum(f["rps"] for f in parts), 1)
+    return figures
+
+
+def app_env(database_url: str, upstream: Upstream) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "LOG_LEVEL": "warning", "GROQ_API_KEY": "bench",
+            "GROQ_BASE_URL": upstream.url, "GEMINI_API_KEY": "", "GOOGLE_API_KEY": "",
+            "LLM_FALLBACK": "none", "CHAT_RATE_LIMIT": "1000000", "REDIS_URL": ""}  # fmt: skip
+
+
 def run(seconds: int) -> dict[str, Any]:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     pin_to(1)
     with database_url_for(load_settings()) as server_url:
         url = bench_database_url(server_url)
-        conversations = asyncio.run(targets(url))
-        rare_word = asyncio.run(_rare_word(url))
+        mix = read_mix(asyncio.run(targets(url)), asyncio.run(_rare_word(url)))
         upstream = Upstream(ttft=0.05, gap=0.002, tokens=20)
-        env = {"DATABASE_URL": url, "LOG_LEVEL": "warning", "GROQ_API_KEY": "bench",
-               "GROQ_BASE_URL": upstream.url, "GEMINI_API_KEY": "", "GOOGLE_API_KEY": "",
-               "LLM_FALLBACK": "none", "CHAT_RATE_LIMIT": "1000000", "REDIS_URL": ""}  # fmt: skip
-        app = Server(["app.asgi:create_app", "--factory"], env)
-        base = f"http://127.0.0.1:{app.port}"
-        heavy, typical = SESSION_PREFIX + HEAVY_USER, SESSION_PREFIX + TYPICAL_USER
-        listing = ("/api/conversations?limit=20", heavy)
-        pages = [(f"/api/conversations/{conversations[k]}/messages?limit=50", heavy)
-                 for k in ("long", "short")]  # fmt: skip
-        # T4's query classes (rare, common, two-letter, phrase), for both users in turn.
-        searches = [(f"/api/conversations/search?q={q}", token)
-                    for q in (rare_word, "python", "go", "%22postgres%20index%22")
-                    for token in (typical, heavy)]  # fmt: skip
-        # Per search, four lists and four pages: about one request in nine is a search.
-        mix: list[tuple[str, str]] = []
-        for search in searches:
-            mix += [listing, pages[0], listing, pages[1], listing, pages[0], listing, pages[1]]
-            mix.append(search)
+        app = Server(["app.asgi:create_app", "--factory"], app_env(url, upstream))
         try:
-            before = asyncio.run(_messages_of(url, CHAT_USER))
-            script = _rotating_lua(mix)
-            reads = _wrk(base, script, seconds, 56)
-            chat = asyncio.run(_chats(base, SESSION_PREFIX + CHAT_USER, seconds, 8))
-            figures: dict[str, Any] = {"reads": _figures(reads, script), "chat": chat}
-            stored = asyncio.run(_messages_of(url, CHAT_USER)) - before
+            figures = measure(f"http://127.0.0.1:{app.port}", url, mix, seconds)
         finally:
             app.stop()
             upstream.stop()
-    figures["stored_messages"] = stored
-    figures["stored_equals_2x_answered"] = stored == 2 * chat["answered"]
-    figures["errors"] = int(sum(f["errors"] for f in figures.values() if isinstance(f, dict)))
-    figures["worst_p95_ms"] = max(f["p95"] for f in figures.values() if isinstance(f, dict))
-    figures["requests_per_second"] = round(
-        sum(f["rps"] for f in figures.values() if isinstance(f, dict)), 1
-    )
     print(f"wrote {write('mixed', figures)}")
     return figures
 

@@ -378,40 +378,17 @@ async def test_fifty_requests_at_once_and_a_reconnect_in_the_middle_lose_nothing
     await database.engine.dispose()  # this test's own connections, around the pooler
     connection = await asyncpg.connect(to_libpq(direct_url))
     try:
-        server_side = await connection.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid()"
-        )
+        for _ in range(50):  # a backend pgbouncer has just closed may take a moment to go
+            rows = await connection.fetch(
+                "SELECT application_name = 'chatwithme-listen' AS listening, count(*) AS n "
+                "FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() GROUP BY 1"
+            )
+            counts = {row["listening"]: row["n"] for row in rows}
+            if counts.get(False, 0) <= POOL_SIZE:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await connection.close()
-    assert server_side <= POOL_SIZE + LISTEN_LINES
-
-
-async def test_purge_runs_through_the_pooler(
-    pair: list[Server], database: Database, groq: FakeLLM, pooled_url: str
-) -> None:
-    headers = {"authorization": f"Bearer {await signed_in(database, 'purge')}"}
-    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
-        conversation_id = await _conversation(client, pair[0].url, groq, 1)
-        trashed = await client.delete(f"{pair[1].url}/api/conversations/{conversation_id}")
-    assert trashed.status_code == 204
-    async with database.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "UPDATE conversations SET \"deletedAt\" = now() - interval '40 days' WHERE id = :i"
-            ),
-            {"i": conversation_id},
-        )
-    purged = cli(
-        "purge",
-        "--older-than",
-        "30d",
-        DATABASE_URL=pooled_url.split("?")[0],
-        DB_POOLER="transaction",
-    )
-    assert purged.returncode == 0, purged.stderr
-    assert "removed 1 conversation(s)" in purged.stdout
-    left = await _rows(
-        database, 'SELECT id FROM messages WHERE "conversationId" = :i', i=conversation_id
-    )
-    assert left == []
+    assert counts.get(True) == LISTEN_LINES
+    assert counts.get(False, 0) <= POOL_SIZE

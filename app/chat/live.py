@@ -84,6 +84,9 @@ FINAL_COLUMNS = (
     "tokens_estimated", "time_to_first_token_ms", "total_time_ms", "finish_reason",
     "error_code", "attempts",
 )  # fmt: skip
+# The notification line's name in pg_stat_activity (it may run around a pooler: see
+# docs/deploy.md, "Connection budget").
+LISTEN_SETTINGS = {"application_name": "chatwithme-listen"}
 # A reader in another process looks at the saved row this often when no notification comes.
 POLL_SECONDS = 1.0
 
@@ -719,7 +722,9 @@ class LiveAnswers:
             lost = asyncio.Event()
             connection: asyncpg.Connection | None = None
             try:
-                connection = await asyncpg.connect(url, timeout=CONNECT_SECONDS)
+                connection = await asyncpg.connect(
+                    url, timeout=CONNECT_SECONDS, server_settings=LISTEN_SETTINGS
+                )
                 connection.add_termination_listener(lambda _, lost=lost: lost.set())
                 await connection.add_listener(CHANNEL, lambda *args: self._on_note(args[3]))
                 self._clear_outbox()  # what waited was meant for a line that was down
