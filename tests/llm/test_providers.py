@@ -8,7 +8,7 @@ import pytest
 
 from app.llm.catalogue import UnknownModel
 from app.llm.router import ModelRouter
-from app.llm.types import ChatMessage
+from app.llm.types import ChatMessage, Sampling
 from app.settings import Settings
 from tests.fakes.llm import FakeLLM, Scenario
 from tests.llm.conftest import provider_settings
@@ -24,8 +24,8 @@ CONVERSATION = [
 async def _collect(
     router: ModelRouter, model: str, max_tokens: int | None = 64
 ) -> tuple[str, object]:
-    generation = router.stream(router.resolve(model), CONVERSATION, max_tokens)
-    text = "".join([delta async for delta in generation])
+    generation = router.stream(router.resolve(model), CONVERSATION, Sampling(max_tokens))
+    text = "".join([delta async for delta in generation if isinstance(delta, str)])
     return text, generation.result
 
 
