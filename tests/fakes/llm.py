@@ -62,6 +62,9 @@ class Received:
 class FakeLLM:
     default: Scenario = field(default_factory=Scenario)
     queue: deque[Scenario] = field(default_factory=deque)
+    # Scenarios for requests naming this model (the vendor's name for it), ahead of the queue:
+    # for calls that race each other, such as an answer and its conversation's title.
+    by_model: dict[str, Scenario] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     disconnects: int = 0
     completed: int = 0
@@ -100,7 +103,13 @@ class FakeLLM:
                         body,
                     )
                 )
-                scenario = fake.queue.popleft() if fake.queue else fake.default
+                model = (
+                    body.get("model") or parts.path.removeprefix("/v1beta/models/").split(":")[0]
+                )
+                if model in fake.by_model:
+                    scenario = fake.by_model[model]
+                else:
+                    scenario = fake.queue.popleft() if fake.queue else fake.default
                 fake.sleep(scenario.first_byte_delay)
                 if scenario.status is not None:
                     self._error(scenario)
@@ -271,10 +280,11 @@ class FakeLLM:
                         payload["usageMetadata"] = usage
                     self._event(payload)
 
+                # google-genai sends `include_thoughts` as it is spelt in Python; the API reads
+                # proto3 JSON, which takes both that and `includeThoughts`.
                 thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
-                self._stream(
-                    scenario, chunk, final, thought if thinking.get("includeThoughts") else None
-                )
+                asked = thinking.get("includeThoughts", thinking.get("include_thoughts"))
+                self._stream(scenario, chunk, final, thought if asked else None)
 
         self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
