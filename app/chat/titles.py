@@ -73,8 +73,8 @@ def clean_title(raw: str) -> str:
     """The model's answer as a title: its first line, without quotes, a `Title:` label or a
     final full stop, at most 60 characters (cut at a word)."""
     line = next((part.strip() for part in raw.strip().splitlines() if part.strip()), "")
-    line = _DECORATION.sub("", line.strip("*#_ ")).strip()
-    line = line.strip("\"'`\u201c\u201d\u2018\u2019\u00ab\u00bb").strip().rstrip(".").strip()
+    marks = "*#_ \"'`\u201c\u201d\u2018\u2019\u00ab\u00bb"  # Markdown and quotes
+    line = _DECORATION.sub("", line.strip(marks)).strip(marks).rstrip(".").strip(marks)
     return title_from(line) if line else ""
 
 
