@@ -176,7 +176,9 @@ class ChatFlow:
         )
         # The first question of a conversation whose title is not the user's gets a title
         # from the title model, beside its answer; its first words meanwhile.
-        first = not history and own.title_source is None
+        first = own.title_source is None and not history
+        # An empty history may be CHAT_HISTORY_MESSAGES=0: ask the table (first questions only).
+        first = first and not await messages.any_in(conversation_id)
         if first and own.title is None:
             await conversations.set_title(conversation_id, title_from(message), None)
         question = await messages.add_user_message(conversation_id, message, client_message_id)

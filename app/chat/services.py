@@ -721,6 +721,13 @@ class MessageService:
             .limit(1)
         )
 
+    async def any_in(self, conversation_id: str) -> bool:
+        """Whether the conversation has any message (trashed ones too: it is not new)."""
+        found = await self.db.scalar(
+            select(Message.id).where(Message.conversation_id == conversation_id).limit(1)
+        )
+        return found is not None
+
     async def first_question(self, conversation_id: str) -> str:
         """The text of the conversation's first user message (what a title is made from)."""
         found = await self.db.scalar(

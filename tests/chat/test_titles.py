@@ -246,3 +246,16 @@ def test_a_models_answer_becomes_a_clean_title_of_at_most_60_characters(
     assert clean_title(raw) == title
     assert len(clean_title(raw)) <= 60
     assert echo_title("  what's the time?  ") == "What's the time"
+
+
+async def test_only_the_first_question_is_titled_even_without_a_history_window(
+    settings: Settings, connection: AsyncConnection, groq_fake: FakeLLM
+) -> None:
+    app_settings = chat_settings(settings, groq_fake, title_model=None, chat_history_messages=0)
+    groq_fake.by_model[TITLE_MODEL] = Scenario(chunks=["Keyset pagination"])
+    async with _signed_in(connection, app_settings) as c:
+        first = (await c.post("/api/chat", json={"message": QUESTION})).json()
+        conversation_id = first["conversationId"]
+        await _until_title_settles(connection, conversation_id)
+        await c.post("/api/chat", json={"conversationId": conversation_id, "message": "More"})
+    assert len(_title_requests(groq_fake)) == 1
