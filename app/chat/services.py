@@ -91,8 +91,9 @@ def apply_settings(
             raise InvalidInput(f"temperature: must be from 0 to {MAX_TEMPERATURE:g}")
         row.temperature = data.temperature
     if data.max_output_tokens is not msgspec.UNSET:
-        if data.max_output_tokens is not None and data.max_output_tokens < 1:
-            raise InvalidInput("maxOutputTokens: must be at least 1")
+        largest = max(m.max_output_tokens for m in catalogue.models.values())
+        if data.max_output_tokens is not None and not 1 <= data.max_output_tokens <= largest:
+            raise InvalidInput(f"maxOutputTokens: must be from 1 to {largest}")
         row.max_output_tokens = data.max_output_tokens
     if row.model is not None and row.model in catalogue.models:
         check_output_limit(catalogue.models[row.model], row.max_output_tokens)

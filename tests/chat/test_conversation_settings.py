@@ -190,6 +190,7 @@ async def test_a_models_output_limit_is_a_clear_400_and_nothing_is_stored(
         ({"temperature": "hot"}, "temperature"),
         ({"maxOutputTokens": 0}, "maxOutputTokens"),
         ({"maxOutputTokens": 1.5}, "maxOutputTokens"),
+        ({"maxOutputTokens": 10**12}, "maxOutputTokens"),  # beyond any model (and int4)
         ({"systemPrompt": "x" * 8001}, "systemPrompt"),
         ({"model": "nope/unknown"}, "available"),
         ({"model": "dev-echo"}, "available"),  # known, but not offered here
