@@ -154,8 +154,11 @@ class TitleMaker:
             logger.exception("making the title of %s failed", conversation_id)
             metrics.TITLES.labels(model="unknown", outcome="failed").inc()
             return
-        metrics.TITLES.labels(model=made.model.id, outcome="made").inc()
-        if await self._quietly(self.record(user_id, conversation_id, made, None)) and live:
+        took = await self._quietly(self.record(user_id, conversation_id, made, None))
+        # Not stored (the database was away, or its pool full): as good as not made.
+        outcome = "failed" if took is None else "made"
+        metrics.TITLES.labels(model=made.model.id, outcome=outcome).inc()
+        if took and live:
             live.titled(made.title)
 
     @staticmethod
@@ -163,13 +166,14 @@ class TitleMaker:
         metrics.TITLES.labels(model=exc.model.id, outcome="failed").inc()
         logger.warning("the title model %s failed: %s", exc.model.id, exc.kind)
 
-    async def _quietly(self, write: Awaitable[bool]) -> bool:
+    async def _quietly(self, write: Awaitable[bool]) -> bool | None:
+        """What `write` returned; None when it failed (logged, never raised)."""
         try:
             async with asyncio.timeout(TITLE_SECONDS):
                 return await write
-        except Exception:
-            logger.exception("storing a title failed")
-            return False
+        except Exception as exc:
+            logger.warning("storing a title failed: %s", exc.__class__.__name__)
+            return None
 
     async def record(
         self,
