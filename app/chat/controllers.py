@@ -214,6 +214,10 @@ class ConversationController(Controller):
         """Rename it (`title`: null or blank clears the title; a title you set is never
         replaced by a model's) and change its settings (left out: unchanged; null: back to
         the default)."""
+        if all(getattr(data, f) is msgspec.UNSET for f in data.__struct_fields__):
+            raise InvalidInput(
+                "title, systemPrompt, model, temperature or maxOutputTokens: required"
+            )
         service = ConversationService(db_session, identity.user_id)
         title = data.title if data.title is msgspec.UNSET else _title(data.title, settings)
         row = await service.update(conversation_id, data, router.catalogue, title)

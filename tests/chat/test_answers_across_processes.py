@@ -52,6 +52,7 @@ def serving(
         "GROQ_API_KEY": "gsk_test_key",
         "GROQ_BASE_URL": groq.url,
         "LOG_LEVEL": "warning",
+        "TITLE_MODEL": "none",  # no title calls mixed with the answers' at the fake
         **extra,
     }
     servers = []
