@@ -75,6 +75,11 @@ async def test_settings_given_at_creation_reach_groq_as_its_own_parameters(
     assert (ai["model"], ai["temperature"], ai["maxOutputTokens"], ai["systemPrompt"]) == (
         "groq/llama-3.1-8b-instant", 0.3, 500, "You answer in rhyme.",
     )  # fmt: skip
+    exported = (await both.get("/api/users/me/export")).json()["conversations"][0]
+    assert (exported["systemPrompt"], exported["temperature"], exported["titleSource"]) == (
+        "You answer in rhyme.", 0.3, "user",
+    )  # fmt: skip
+    assert exported["messages"][-1]["temperature"] == 0.3
     row = await _answer_row(connection, ai["id"])
     assert (row.temperature, row.maxOutputTokens, row.systemPrompt) == (  # type: ignore[attr-defined]
         0.3, 500, "You answer in rhyme.",
