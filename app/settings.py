@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     openai_compat_models: str = Field(default="", validation_alias="OPENAI_COMPAT_MODELS")
     default_model: str | None = Field(default=None, validation_alias="DEFAULT_MODEL")
     models_file: Path | None = Field(default=None, validation_alias="MODELS_FILE")
+    # The model that titles new conversations: an id or alias, `none` (first words only), or
+    # unset: the cheapest available model.
+    title_model: str | None = Field(default=None, validation_alias="TITLE_MODEL")
     llm_fallback: str = Field(default="auto", validation_alias="LLM_FALLBACK")
     llm_connect_timeout: float = Field(default=5.0, gt=0, validation_alias="LLM_CONNECT_TIMEOUT")
     llm_first_token_timeout: float = Field(

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Index, Integer, MetaData, Text
+from sqlalchemy import BigInteger, Boolean, Double, Index, Integer, MetaData, Text
 from sqlalchemy import Table as SqlTable
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.sql.elements import TextClause
@@ -37,6 +37,8 @@ RELATIONS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str | None]] = {
     ("messages", ("replyToId",)): ("replyTo", "replies", "MessageVersions"),
     ("message_reactions", ("messageId",)): ("message", "reactions", None),
     ("message_reactions", ("userId",)): ("user", "messageReactions", None),
+    ("title_usages", ("userId",)): ("user", "titleUsages", None),
+    ("title_usages", ("conversationId",)): ("conversation", "titleUsages", None),
 }
 ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
            "NO ACTION": "NoAction", "SET DEFAULT": "SetDefault"}  # fmt: skip
@@ -45,6 +47,7 @@ ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
 def _prisma_type(kind: Any) -> str:
     for sql_type, prisma in ((TIMESTAMP, "DateTime"), (JSONB, "Json"), (Boolean, "Boolean"),
                              (BigInteger, "BigInt"), (Integer, "Int"),  # BigInteger first
+                             (Double, "Float"),
                              (Text, "String")):  # fmt: skip
         if isinstance(kind, sql_type):
             return prisma

@@ -117,6 +117,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         gemini_api_key=None,
         openai_compat_base_url=None,
         dev_echo_delay_ms=0,
+        # No title model unless a test asks for one: its calls would mix with the answers'.
+        title_model="none",
     )
 
 

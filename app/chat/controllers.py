@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
@@ -22,8 +23,10 @@ from app.lib.errors import InvalidInput
 from app.lib.openapi import also_as, problems, success
 from app.lib.rate_limit import RateLimiter
 from app.lib.time import as_utc
+from app.llm.router import ModelRouter
 
 FlowDep = NamedDependency[ChatFlow]
+RouterDep = NamedDependency[ModelRouter]
 Format = Annotated[str, QueryParameter(name="format", pattern="^(json|markdown)$")]
 
 
@@ -172,11 +175,17 @@ class ConversationController(Controller):
         db_session: DbSession,
         identity: CurrentIdentity,
         settings: AppSettings,
+        router: RouterDep,
         data: JSONBody[schemas.ConversationCreate | None] = None,
     ) -> schemas.ConversationDetail:
-        """A new, empty conversation; the body (and its `title`) may be left out."""
-        title = _title(data.title if data else None, settings)
-        row = await ConversationService(db_session, identity.user_id).create(title)
+        """A new, empty conversation; the body (its `title` and settings: `systemPrompt`,
+        `model`, `temperature`, `maxOutputTokens`) may be left out."""
+        data = data or schemas.ConversationCreate()
+        title = _title(data.title, settings)
+        row = await ConversationService(db_session, identity.user_id).create(
+            title, title_source="user" if title else None, settings=data,
+            catalogue=router.catalogue,
+        )  # fmt: skip
         return _detail(row)
 
     @get("/{conversation_id:str}")
@@ -198,13 +207,37 @@ class ConversationController(Controller):
         db_session: DbSession,
         identity: CurrentIdentity,
         settings: AppSettings,
+        router: RouterDep,
         conversation_id: FromPath[str],
         data: JSONBody[schemas.ConversationUpdate],
     ) -> schemas.ConversationDetail:
-        """Rename it (`title`: null or blank clears the title)."""
+        """Rename it (`title`: null or blank clears the title; a title you set is never
+        replaced by a model's) and change its settings (left out: unchanged; null: back to
+        the default)."""
+        if all(getattr(data, f) is msgspec.UNSET for f in data.__struct_fields__):
+            raise InvalidInput(
+                "title, systemPrompt, model, temperature or maxOutputTokens: required"
+            )
         service = ConversationService(db_session, identity.user_id)
-        row = await service.rename(conversation_id, _title(data.title, settings))
+        title = data.title if data.title is msgspec.UNSET else _title(data.title, settings)
+        row = await service.update(conversation_id, data, router.catalogue, title)
         return _detail(row)
+
+    @post(
+        "/{conversation_id:str}/title",
+        status_code=200,
+        responses=problems(400, 404, 502, s502="The title model failed; the title is unchanged"),
+    )
+    async def make_title(
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        flow: FlowDep,
+        conversation_id: FromPath[str],
+    ) -> schemas.TitleResult:
+        """Have the title model (`TITLE_MODEL`) title the conversation again, from its first
+        question; it replaces the title, yours too."""
+        return await flow.retitle(db_session, identity.user_id, conversation_id)
 
     @get("/trash")
     async def list_trash(
@@ -368,6 +401,11 @@ def _detail(
         updated_at=as_utc(row.updated_at),
         messages=page.messages if page else [],
         next_cursor=page.next_cursor if page else None,
+        title_source=row.title_source,
+        system_prompt=row.system_prompt,
+        model=row.model,
+        temperature=row.temperature,
+        max_output_tokens=row.max_output_tokens,
     )
 
 

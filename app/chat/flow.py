@@ -17,13 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.history import PastMessage, Window, history_window
-from app.chat.live import Ended, LiveAnswers, Piece, Question, Text
+from app.chat.live import Ended, LiveAnswers, Piece, Question, Text, Thought
 from app.chat.quotas import QuotaService
-from app.chat.services import ConversationService, MessageService, message_schema, title_from
+from app.chat.services import (
+    ConversationService,
+    ConversationSettings,
+    MessageService,
+    available_model,
+    message_schema,
+    sampling_for,
+    title_from,
+)
+from app.chat.titles import TitleFailed, TitleMaker
 from app.db.models import Message, UserPreferences
-from app.lib.errors import Conflict, InvalidInput, NotFound
+from app.lib.errors import Conflict, InvalidInput, NotFound, ProviderError
 from app.llm.catalogue import UnknownModel
-from app.llm.types import ModelInfo
+from app.llm.types import ModelInfo, Sampling
 from app.settings import Settings
 
 # What a reader is told when an answer did not complete, by failure kind.
@@ -42,6 +51,15 @@ GENERIC_ERRORS = {
 
 def error_text(failure: str) -> str:
     return GENERIC_ERRORS.get(failure, "The answer could not be completed.")
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """How an answer is made: the model, its sampling and the system prompt ("" for none)."""
+
+    model: ModelInfo
+    sampling: Sampling
+    system_prompt: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +83,8 @@ class Exchange:
 
 def _stored(row: Message) -> Callable[[], AsyncIterator[Piece]]:
     async def pieces() -> AsyncIterator[Piece]:
+        if row.reasoning:
+            yield Thought(0, row.reasoning)
         if row.content:
             yield Text(0, row.content)
         failure = None if row.status == "complete" else row.error_code or row.status
@@ -78,25 +98,40 @@ class ChatFlow:
         self.settings = settings
         self.answers = answers
         self.router = answers.router
+        self.titles = TitleMaker(settings, answers)
 
-    async def _choose_model(
-        self, db: AsyncSession, user_id: str, requested: str | None
-    ) -> ModelInfo:
-        """Asked for, else the user's default (when available), else the server's."""
-        try:
-            if requested:
-                return self.router.resolve(requested)
-        except UnknownModel as exc:
-            raise InvalidInput(
-                f"model: {exc.requested!r} is not available; available: {', '.join(exc.available)}"
-            ) from None
-        preferred = await db.scalar(
-            select(UserPreferences.default_model).where(UserPreferences.user_id == user_id)
-        )
-        if preferred:
+    async def _setup(
+        self, db: AsyncSession, user_id: str, own: ConversationSettings, requested: str | None
+    ) -> Setup:
+        """The model: asked for, else the conversation's, else the user's default, else the
+        server's (unavailable ones are passed over, except the one asked for). The system
+        prompt: the conversation's, else the user's default, else SYSTEM_PROMPT. The
+        conversation's temperature and output limit, held to the model's limit (400)."""
+        model = available_model(self.router.catalogue, requested) if requested else None
+        if model is None and own.model is not None:
             with contextlib.suppress(UnknownModel):
-                return self.router.resolve(preferred)
-        return self.router.resolve(None)
+                model = self.router.resolve(own.model)
+        preferred_model = preferred_prompt = None
+        if model is None or own.system_prompt is None:
+            found = (
+                await db.execute(
+                    select(UserPreferences.default_model, UserPreferences.system_prompt).where(
+                        UserPreferences.user_id == user_id
+                    )
+                )
+            ).first()
+            if found is not None:
+                preferred_model, preferred_prompt = found
+        if model is None and preferred_model:
+            with contextlib.suppress(UnknownModel):
+                model = self.router.resolve(preferred_model)
+        if model is None:
+            model = self.router.resolve(None)
+        system_prompt = next(
+            p for p in (own.system_prompt, preferred_prompt, self.settings.system_prompt)
+            if p is not None
+        )  # fmt: skip
+        return Setup(model, sampling_for(own, model), system_prompt)
 
     def _check_length(self, message: str) -> str:
         if not message.strip():
@@ -126,48 +161,66 @@ class ChatFlow:
             if repeated is not None:
                 return repeated
         await QuotaService(db, user_id, self.settings).check()
-        chosen = await self._choose_model(db, user_id, model)
+        if model:
+            available_model(self.router.catalogue, model)  # a 400 before anything is stored
         conversations = ConversationService(db, user_id)
         if conversation_id is None:
             conversation_id = (await conversations.create(title_from(message))).id
         elif create_conversation:
             await conversations.ensure(conversation_id, title_from(message))
-        await conversations.start_generation(conversation_id, self.answers.lease)
+        own = await conversations.start_generation(conversation_id, self.answers.lease)
+        setup = await self._setup(db, user_id, own, model)
         messages = MessageService(db, user_id)
         history = await messages.recent_history(
             conversation_id, self.settings.chat_history_messages
         )
+        # The first question of a conversation whose title is not the user's gets a title
+        # from the title model, beside its answer; its first words meanwhile.
+        first = own.title_source is None and not history
+        # An empty history may be CHAT_HISTORY_MESSAGES=0: ask the table (first questions only).
+        first = first and not await messages.any_in(conversation_id)
+        if first and own.title is None:
+            await conversations.set_title(conversation_id, title_from(message), None)
         question = await messages.add_user_message(conversation_id, message, client_message_id)
-        return await self._begin(db, messages, question, chosen, self._window(history, chosen))
+        return await self._begin(
+            db, messages, question, setup, self._window(history, setup),
+            title_from_question=first,
+        )  # fmt: skip
 
     async def regenerate(
         self, db: AsyncSession, user_id: str, conversation_id: str, model: str | None
     ) -> Exchange:
         """Answer the last user message again; earlier answers become previous versions."""
         await QuotaService(db, user_id, self.settings).check()
-        chosen = await self._choose_model(db, user_id, model)
+        if model:
+            available_model(self.router.catalogue, model)
         conversations = ConversationService(db, user_id)
-        await conversations.start_generation(conversation_id, self.answers.lease)
+        own = await conversations.start_generation(conversation_id, self.answers.lease)
+        setup = await self._setup(db, user_id, own, model)
         messages = MessageService(db, user_id)
         question = await messages.last_user_message(conversation_id)
         history = await messages.recent_history(
             conversation_id, self.settings.chat_history_messages, before=question.created_at
         )
         await messages.supersede_answers_to(question.id)
-        return await self._begin(db, messages, question, chosen, self._window(history, chosen))
+        return await self._begin(db, messages, question, setup, self._window(history, setup))
 
     async def _begin(
         self,
         db: AsyncSession,
         messages: MessageService,
         question: Message,
-        model: ModelInfo,
+        setup: Setup,
         past: Callable[[str], Window],
+        *,
+        title_from_question: bool = False,
     ) -> Exchange:
         window = past(question.content)
+        model = setup.model
         answer = await messages.add_answer(
-            question, model.id, model.provider, [*window.included_ids, question.id]
-        )
+            question, model.id, model.provider, [*window.included_ids, question.id],
+            setup.sampling, setup.system_prompt,
+        )  # fmt: skip
         try:
             await db.commit()  # question and answer row are durable before the model is asked
         except IntegrityError:
@@ -182,8 +235,12 @@ class ChatFlow:
                 answer_created_at=answer.created_at,
                 model=model,
                 window=window,
+                sampling=setup.sampling,
+                system_prompt=setup.system_prompt,
             )
         )
+        if title_from_question:
+            self.titles.start(question.user_id, question.conversation_id, question.content, live)
         return Exchange(
             question.conversation_id,
             message_schema(question),
@@ -268,15 +325,38 @@ class ChatFlow:
         await self.answers.stop(conversation_id, exchange.answer_id)
         return await MessageService(db, user_id).wait_until_stored(exchange.answer_id)
 
-    def _window(self, history: list[PastMessage], model: ModelInfo) -> Callable[[str], Window]:
+    def _window(self, history: list[PastMessage], setup: Setup) -> Callable[[str], Window]:
         def window(message: str) -> Window:
             return history_window(
                 history,
                 message,
-                system_prompt=self.settings.system_prompt,
-                model=model,
+                system_prompt=setup.system_prompt,
+                model=setup.model,
                 max_messages=self.settings.chat_history_messages,
                 margin=self.settings.chat_context_margin,
+                max_output=setup.sampling.max_tokens,
             )
 
         return window
+
+    async def retitle(
+        self, db: AsyncSession, user_id: str, conversation_id: str
+    ) -> schemas.TitleResult:
+        """A new title from the title model, on request: it replaces any title, the user's
+        too. A failing model is a 502 and leaves the title as it was."""
+        conversations = ConversationService(db, user_id)
+        await conversations.get_owned(conversation_id)
+        question = await MessageService(db, user_id).first_question(conversation_id)
+        if self.titles.model is None:
+            raise InvalidInput("Titles by a model are switched off on this server (TITLE_MODEL).")
+        await db.commit()  # hold no transaction while the model answers
+        try:
+            made = await self.titles.make(question)
+        except TitleFailed as exc:
+            self.titles.count_failure(exc)
+            await self.titles.record(user_id, conversation_id, None, exc)
+            raise ProviderError("The title model failed; the title is unchanged.") from None
+        await self.titles.record(user_id, conversation_id, made, None, replace=True)
+        return schemas.TitleResult(
+            id=conversation_id, title=made.title, title_source="model", model=made.model.id
+        )

@@ -37,12 +37,15 @@ def history_window(
     model: ModelInfo,
     max_messages: int,
     margin: int,
+    max_output: int | None = None,
 ) -> Window:
-    """`history` is chronological and excludes `new_message`."""
+    """`history` is chronological and excludes `new_message`; `max_output` is the answer's
+    limit when the conversation sets one (else the model's)."""
     fixed = estimate_message_tokens(new_message) + (
         estimate_message_tokens(system_prompt) if system_prompt else 0
     )
-    budget = model.context_window - model.max_output_tokens - margin - fixed
+    output = model.max_output_tokens if max_output is None else max_output
+    budget = model.context_window - output - margin - fixed
     chosen: list[PastMessage] = []
     used = 0
     for past in reversed(history):

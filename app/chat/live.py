@@ -48,7 +48,7 @@ from app.lib import metrics
 from app.lib.backoff import Backoff, keep_running
 from app.lib.time import utc_now
 from app.llm.router import Generation, ModelRouter
-from app.llm.types import ModelInfo, ProviderFailure
+from app.llm.types import ModelInfo, ProviderFailure, Sampling
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ WRITE_SECONDS = 5.0
 FINAL_COLUMNS = (
     "content", "model", "provider", "status", "prompt_tokens", "completion_tokens",
     "tokens_estimated", "time_to_first_token_ms", "total_time_ms", "finish_reason",
-    "error_code", "attempts",
+    "error_code", "attempts", "reasoning",
 )  # fmt: skip
 # The notification line's name in pg_stat_activity (it may run around a pooler: see
 # docs/deploy.md, "Connection budget").
@@ -96,7 +96,10 @@ def _final_write() -> Select[tuple[str]]:
     one statement of two data-modifying CTEs. Built once, with bound parameters: building it
     for each answer was about a sixth of an answer's CPU."""
     values: dict[str, Any] = {
-        name: bindparam(name, type_=getattr(Message, name).type) for name in FINAL_COLUMNS
+        # Prefixed: a parameter named as a column of `conversations` (`model`) would be added
+        # to the SET of its UPDATE.
+        name: bindparam(f"set_{name}", type_=getattr(Message, name).type)
+        for name in FINAL_COLUMNS
     }
     # A stop made through the database wins over the status this process saw.
     values["status"] = case((Message.status == "cancelled", "cancelled"), else_=values["status"])
@@ -178,6 +181,21 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
+class Thought:
+    """The model's reasoning starting at character `offset` of it (apart from the answer)."""
+
+    offset: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Titled:
+    """The conversation got a title from the title model while the answer was running."""
+
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ended:
     """The answer's final state; `failure` names what went wrong (None when complete)."""
 
@@ -185,7 +203,7 @@ class Ended:
     failure: str | None
 
 
-Piece = Text | Ended
+Piece = Text | Thought | Titled | Ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +217,8 @@ class Question:
     answer_created_at: datetime
     model: ModelInfo
     window: Window
+    sampling: Sampling = field(default_factory=Sampling)
+    system_prompt: str | None = None
 
 
 class LiveAnswer:
@@ -211,6 +231,12 @@ class LiveAnswer:
         self.length = 0
         self._pending: list[str] = []
         self.published = 0
+        # The reasoning, batched as the text is; not relayed to other processes (they get
+        # it from the stored row once the answer has ended).
+        self.thoughts: list[str] = []
+        self._pending_thoughts: list[str] = []
+        self.thoughts_published = 0
+        self.title: str | None = None
         self._last_publish = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._readers: set[asyncio.Queue[Piece]] = set()
@@ -247,26 +273,43 @@ class LiveAnswer:
     async def follow(self) -> AsyncIterator[Piece]:
         """Everything so far, then the rest as it comes, then `Ended`."""
         queue: asyncio.Queue[Piece] = asyncio.Queue()
-        snapshot = self.text
+        snapshot, thoughts, title = self.text, "".join(self.thoughts), self.title
         if self.ended is None:
             self._readers.add(queue)
         try:
+            if thoughts:
+                yield Thought(0, thoughts)
             if snapshot:
                 yield Text(0, snapshot)
+            if title is not None:
+                yield Titled(title)
             if self.ended is not None:
                 yield self.ended
                 return
-            sent = len(snapshot)
+            sent, thought = len(snapshot), len(thoughts)
             while True:
                 piece = await queue.get()
-                if isinstance(piece, Ended):
+                if isinstance(piece, Text):
+                    if piece.offset + len(piece.text) > sent:
+                        yield Text(sent, piece.text[sent - piece.offset :])
+                        sent = piece.offset + len(piece.text)
+                elif isinstance(piece, Thought):
+                    if piece.offset + len(piece.text) > thought:
+                        yield Thought(thought, piece.text[thought - piece.offset :])
+                        thought = piece.offset + len(piece.text)
+                else:
                     yield piece
-                    return
-                if piece.offset + len(piece.text) > sent:
-                    yield Text(sent, piece.text[sent - piece.offset :])
-                    sent = piece.offset + len(piece.text)
+                    if isinstance(piece, Ended):
+                        return
         finally:
             self._readers.discard(queue)
+
+    def titled(self, title: str) -> None:
+        """Tell the readers the conversation's new title, if the answer is still running."""
+        if self.ended is None:
+            self.title = title
+            for queue in self._readers:
+                queue.put_nowait(Titled(title))
 
     def relay_from(self, offset: int) -> None:
         """A reader in another process asked for the text from `offset` on."""
@@ -282,7 +325,9 @@ class LiveAnswer:
 
     async def _run(self) -> None:
         router = self.answers.router
-        generation = router.stream(self.question.model, self.question.window.messages)
+        generation = router.stream(
+            self.question.model, self.question.window.messages, self.question.sampling
+        )
         self._generation = generation
         failure: ProviderFailure | None = None
         status = "complete"
@@ -291,7 +336,7 @@ class LiveAnswer:
             await self._consumer
         except ProviderFailure as exc:
             failure = exc
-            status = "incomplete" if self.parts else "error"
+            status = "incomplete" if self.parts or self.thoughts else "error"
         except asyncio.CancelledError:
             if self.stop_reason is None:  # this task itself was cancelled: pass it on
                 raise
@@ -307,10 +352,28 @@ class LiveAnswer:
 
     async def _consume(self, generation: Generation) -> None:
         try:
-            async for text in generation:
-                self._append(text)
+            async for delta in generation:
+                if isinstance(delta, str):
+                    self._append(delta)
+                else:
+                    self._think(delta.text)
         finally:
             await generation.aclose()
+
+    def _think(self, text: str) -> None:
+        """Reasoning: batched as text is, published before any text that follows it."""
+        if self._pending:  # text came first: keep the order
+            self._publish()
+        self.thoughts.append(text)
+        self._pending_thoughts.append(text)
+        since = time.monotonic() - self._last_publish
+        waiting = sum(map(len, self._pending_thoughts))
+        if waiting >= BATCH_CHARS or (self._timer is None and since >= BATCH_SECONDS):
+            self._publish()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(
+                BATCH_SECONDS - since, self._publish
+            )
 
     def _append(self, text: str) -> None:
         self.parts.append(text)
@@ -331,6 +394,8 @@ class LiveAnswer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._pending_thoughts:
+            self._publish_thoughts()
         if not self._pending:
             return
         chunk = "".join(self._pending)
@@ -350,6 +415,15 @@ class LiveAnswer:
                         "t": chunk[start : start + NOTIFY_CHARS],
                     }
                 )
+
+    def _publish_thoughts(self) -> None:
+        chunk = "".join(self._pending_thoughts)
+        self._pending_thoughts.clear()
+        piece = Thought(self.thoughts_published, chunk)
+        self.thoughts_published += len(chunk)
+        self._last_publish = time.monotonic()
+        for queue in self._readers:
+            queue.put_nowait(piece)
 
     async def _finish(
         self, generation: Generation, status: str, failure: ProviderFailure | None
@@ -420,6 +494,10 @@ class LiveAnswer:
             prompt_message_ids=[*window.included_ids, self.question.user_message.id],
             reply_to_id=self.question.user_message.id,
             created_at=self.question.answer_created_at,
+            reasoning="".join(self.thoughts) or None,
+            system_prompt=self.question.system_prompt,
+            temperature=self.question.sampling.temperature,
+            max_output_tokens=self.question.sampling.max_tokens,
         )
 
 
@@ -538,6 +616,15 @@ class LiveAnswers:
             await db.commit()
         return statuses
 
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """A side task of answers (a title being made): cancelled at shutdown."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """For the writes of side tasks: see `_turn`."""
+        return self._turn()
+
     def _turn(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """Background writes take turns when every session shares one connection (tests)."""
         return self._one_at_a_time if self.database.one_connection else contextlib.nullcontext()
@@ -566,7 +653,7 @@ class LiveAnswers:
             return status
 
     async def _write_final(self, question: Question, row: Message) -> str | None:
-        params: dict[str, Any] = {name: getattr(row, name) for name in FINAL_COLUMNS}
+        params: dict[str, Any] = {f"set_{name}": getattr(row, name) for name in FINAL_COLUMNS}
         params |= {"answer_id": row.id, "conversation_id": question.conversation_id,
                    "now": utc_now()}  # fmt: skip
         async with self.database.session_maker() as db:  # one statement, one round trip
@@ -632,6 +719,8 @@ class LiveAnswers:
                     sent = len(row.content)
                 if row.status != "streaming":
                     failure = None if row.status == "complete" else row.error_code or row.status
+                    if row.reasoning:  # not relayed live: it comes with the stored row
+                        yield Thought(0, row.reasoning)
                     yield Ended(message_schema(row), failure)
                     return
                 if lease_over:  # its process went away without a last word

@@ -1,7 +1,9 @@
 """Daily budgets per user: messages and tokens, counted from the stored messages.
 
 A message counts when it reaches a model: every answer made (a question, or a regeneration),
-whatever its outcome; its tokens (prompt and completion) count once they are known. The day is
+whatever its outcome; its tokens (prompt and completion) count once they are known. The tokens
+of conversation titles a model made count too (`title_usages`), under the title model, though
+a title is not a message. The day is
 the user's own (the `timeZone` preference, else UTC). Counting in SQL from `messages` makes the
 budget hold across app processes and restarts; a request that starts while another is being
 counted may pass at the edge (the answers are counted, not reserved).
@@ -13,11 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
-from app.db.models import Message, UserPreferences
+from app.db.models import Message, TitleUsage, UserPreferences
 from app.lib.errors import QuotaExceeded
 from app.settings import Settings
 
@@ -67,21 +69,34 @@ class QuotaService:
         return current_day(zone)
 
     async def _used(self, day: Day) -> list[schemas.ModelUsage]:
-        tokens = func.coalesce(Message.prompt_tokens, 0) + func.coalesce(
-            Message.completion_tokens, 0
+        answers = select(
+            Message.model.label("model"),
+            literal(1).label("messages"),
+            (func.coalesce(Message.prompt_tokens, 0) + func.coalesce(Message.completion_tokens, 0))
+            .label("tokens"),
+        ).where(
+            Message.user_id == self.user_id,
+            Message.role == "assistant",
+            Message.created_at >= day.start,
+            Message.created_at < day.end,
+        )  # fmt: skip
+        titles = select(
+            TitleUsage.model,
+            literal(0),
+            func.coalesce(TitleUsage.prompt_tokens, 0)
+            + func.coalesce(TitleUsage.completion_tokens, 0),
+        ).where(
+            TitleUsage.user_id == self.user_id,
+            TitleUsage.created_at >= day.start,
+            TitleUsage.created_at < day.end,
         )
+        used = union_all(answers, titles).subquery("used")
         rows = await self.db.execute(
-            select(Message.model, func.count(), func.coalesce(func.sum(tokens), 0))
-            .where(
-                Message.user_id == self.user_id,
-                Message.role == "assistant",
-                Message.created_at >= day.start,
-                Message.created_at < day.end,
-            )
-            .group_by(Message.model)
-            .order_by(Message.model)
+            select(used.c.model, func.sum(used.c.messages), func.sum(used.c.tokens))
+            .group_by(used.c.model)
+            .order_by(used.c.model)
         )
-        return [schemas.ModelUsage(model=m, messages=n, tokens=int(t)) for m, n, t in rows]
+        return [schemas.ModelUsage(model=m, messages=int(n), tokens=int(t)) for m, n, t in rows]
 
     async def usage(self) -> schemas.UsageReport:
         """Today's messages and tokens against the budgets, per model."""

@@ -95,6 +95,12 @@ class Message(CamelStruct):
     attempts: list[dict[str, Any]] | None = None
     superseded_at: datetime | None = None
     reactions: list[str] = msgspec.field(default_factory=list)
+    # The model's reasoning, apart from `content` (never sent back to a model).
+    reasoning: str | None = None
+    # What the answer was made with (None: the provider's default).
+    system_prompt: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
 
 
 class ConversationSummary(CamelStruct):
@@ -140,6 +146,20 @@ class ConversationDetail(CamelStruct):
     updated_at: datetime
     messages: list[Message]
     next_cursor: str | None
+    # `user` (set by you), `model` (made by the title model), None (the question's first words).
+    title_source: str | None = None
+    # The conversation's settings; None: your preference, else the server's default.
+    system_prompt: str | None = None
+    model: str | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+
+
+class TitleResult(CamelStruct):
+    id: str
+    title: str
+    title_source: str
+    model: str
 
 
 class ConversationExport(CamelStruct):
@@ -152,12 +172,24 @@ class ConversationExport(CamelStruct):
     messages: list[Message]
 
 
-class ConversationCreate(CamelStruct, forbid_unknown_fields=False):
+class ConversationSettings(CamelStruct, forbid_unknown_fields=False):
+    """Settings of a conversation. Left out: unchanged; null: back to the default (your
+    preference, else the server's). `systemPrompt` "" sends no system prompt at all."""
+
+    system_prompt: str | msgspec.UnsetType | None = msgspec.UNSET
+    model: str | msgspec.UnsetType | None = msgspec.UNSET
+    temperature: float | msgspec.UnsetType | None = msgspec.UNSET
+    max_output_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ConversationCreate(ConversationSettings, forbid_unknown_fields=False):
     title: str | None = None
 
 
-class ConversationUpdate(CamelStruct, forbid_unknown_fields=False):
-    title: str | None
+class ConversationUpdate(ConversationSettings, forbid_unknown_fields=False):
+    """`title`: null or blank clears it."""
+
+    title: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ChatResult(CamelStruct):

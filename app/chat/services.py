@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
 from asyncpg import Record
 from sqlalchemy import Text, and_, bindparam, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -21,12 +23,80 @@ from app.lib.cursors import Keyset, encode_keyset
 from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.lib.pagination import clamp
 from app.lib.time import as_utc, to_naive_utc, utc_now
+from app.llm.catalogue import ModelCatalogue, UnknownModel
+from app.llm.types import ModelInfo, Sampling
 from prisma_compat import cuid
 
 PREVIEW_CHARS = 200
 MAX_CONVERSATIONS_PAGE = 100
 MAX_MESSAGES_PAGE = 200
 TITLE_CHARS = 60
+MAX_SYSTEM_PROMPT_CHARS = 8000
+MAX_TEMPERATURE = 2.0  # Groq, OpenAI and Gemini all take 0 to 2
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSettings:
+    """A conversation's own settings (None: not set), read when an answer begins."""
+
+    system_prompt: str | None
+    model: str | None
+    temperature: float | None
+    max_output_tokens: int | None
+    title_source: str | None
+    title: str | None
+
+
+def checked_system_prompt(value: str | None) -> str | None:
+    """A system prompt as given (None: the default; "": none at all), or InvalidInput."""
+    if value is not None and len(value) > MAX_SYSTEM_PROMPT_CHARS:
+        raise InvalidInput(f"systemPrompt: longer than {MAX_SYSTEM_PROMPT_CHARS} characters")
+    return value
+
+
+def available_model(catalogue: ModelCatalogue, requested: str, field: str = "model") -> ModelInfo:
+    """The model for an id or alias, or a 400 that lists the available ones."""
+    try:
+        return catalogue.resolve(requested)
+    except UnknownModel as exc:
+        raise InvalidInput(
+            f"{field}: {exc.requested!r} is not available; available: {', '.join(exc.available)}"
+        ) from None
+
+
+def check_output_limit(model: ModelInfo, max_output_tokens: int | None) -> None:
+    """A model's limit on its output, as a clear 400."""
+    if max_output_tokens is not None and max_output_tokens > model.max_output_tokens:
+        raise InvalidInput(
+            f"maxOutputTokens: {max_output_tokens} is more than {model.id} can give "
+            f"({model.max_output_tokens})"
+        )
+
+
+def sampling_for(settings: ConversationSettings, model: ModelInfo) -> Sampling:
+    check_output_limit(model, settings.max_output_tokens)
+    return Sampling(max_tokens=settings.max_output_tokens, temperature=settings.temperature)
+
+
+def apply_settings(
+    row: Conversation, data: schemas.ConversationSettings, catalogue: ModelCatalogue
+) -> None:
+    """Set what `data` gives (null: back to the default), checked against the models."""
+    if data.system_prompt is not msgspec.UNSET:
+        row.system_prompt = checked_system_prompt(data.system_prompt)
+    if data.model is not msgspec.UNSET:
+        row.model = None if data.model is None else available_model(catalogue, data.model).id
+    if data.temperature is not msgspec.UNSET:
+        if data.temperature is not None and not 0 <= data.temperature <= MAX_TEMPERATURE:
+            raise InvalidInput(f"temperature: must be from 0 to {MAX_TEMPERATURE:g}")
+        row.temperature = data.temperature
+    if data.max_output_tokens is not msgspec.UNSET:
+        largest = max(m.max_output_tokens for m in catalogue.models.values())
+        if data.max_output_tokens is not None and not 1 <= data.max_output_tokens <= largest:
+            raise InvalidInput(f"maxOutputTokens: must be from 1 to {largest}")
+        row.max_output_tokens = data.max_output_tokens
+    if row.model is not None and row.model in catalogue.models:
+        check_output_limit(catalogue.models[row.model], row.max_output_tokens)
 
 
 def title_from(message: str) -> str:
@@ -62,6 +132,10 @@ def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Messa
         attempts=row.attempts,
         superseded_at=as_utc(row.superseded_at) if row.superseded_at else None,
         reactions=list(reactions),
+        reasoning=row.reasoning,
+        system_prompt=row.system_prompt,
+        temperature=row.temperature,
+        max_output_tokens=row.max_output_tokens,
     )
 
 
@@ -123,7 +197,8 @@ _MESSAGE_COLUMNS = (
     Message.created_at, Message.status, Message.provider, Message.prompt_tokens,
     Message.completion_tokens, Message.tokens_estimated, Message.time_to_first_token_ms,
     Message.total_time_ms, Message.finish_reason, Message.error_code, Message.reply_to_id,
-    Message.prompt_message_ids, Message.attempts, Message.superseded_at,
+    Message.prompt_message_ids, Message.attempts, Message.superseded_at, Message.reasoning,
+    Message.system_prompt, Message.temperature, Message.max_output_tokens,
 )  # fmt: skip
 
 
@@ -215,6 +290,10 @@ def _message_from_record(r: Record) -> schemas.Message:
         attempts=r["attempts"],
         superseded_at=r["superseded_at"],
         reactions=r["reactions"],
+        reasoning=r["reasoning"],
+        system_prompt=r["system_prompt"],
+        temperature=r["temperature"],
+        max_output_tokens=r["max_output_tokens"],
     )
 
 
@@ -266,8 +345,17 @@ class ConversationService:
             else None,
         )
 
-    async def create(self, title: str | None) -> Conversation:
-        conversation = Conversation(user_id=self.user_id, title=title)
+    async def create(
+        self,
+        title: str | None,
+        *,
+        title_source: str | None = None,
+        settings: schemas.ConversationSettings | None = None,
+        catalogue: ModelCatalogue | None = None,
+    ) -> Conversation:
+        conversation = Conversation(user_id=self.user_id, title=title, title_source=title_source)
+        if settings is not None and catalogue is not None:
+            apply_settings(conversation, settings, catalogue)
         self.db.add(conversation)
         await self.db.flush()
         return conversation
@@ -288,12 +376,30 @@ class ConversationService:
         if created is None:
             await self.get_owned(conversation_id)
 
-    async def rename(self, conversation_id: str, title: str | None) -> Conversation:
+    async def update(
+        self,
+        conversation_id: str,
+        data: schemas.ConversationSettings,
+        catalogue: ModelCatalogue,
+        title: str | msgspec.UnsetType | None = msgspec.UNSET,
+    ) -> Conversation:
+        """Rename it (a title you set is never replaced by a model's) and change settings."""
         conversation = await self.get_owned(conversation_id)
-        conversation.title = title
+        if title is not msgspec.UNSET:
+            conversation.title = title
+            conversation.title_source = "user" if title else None
+        apply_settings(conversation, data, catalogue)
         conversation.updated_at = utc_now()
         await self.db.flush()
         return conversation
+
+    async def set_title(self, conversation_id: str, title: str, source: str | None) -> None:
+        """A title that is no activity (the list's order stays)."""
+        await self.db.execute(
+            update(Conversation)
+            .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
+            .values(title=title, title_source=source, updated_at=Conversation.updated_at)
+        )
 
     async def delete(self, conversation_id: str, permanent: bool = False) -> None:
         """Into the trash with its messages (one instant for all, so that a restore brings
@@ -403,9 +509,11 @@ class ConversationService:
         )
         return await self.get_owned(conversation_id)
 
-    async def start_generation(self, conversation_id: str, lease: timedelta) -> None:
+    async def start_generation(
+        self, conversation_id: str, lease: timedelta
+    ) -> ConversationSettings:
         """Take the conversation's generation lease, or refuse: one answer at a time. Taking
-        it is activity: the conversation moves to the top of the list."""
+        it is activity: the conversation moves to the top of the list. Returns its settings."""
         now = utc_now()
         earlier = (
             select(Conversation.id, Conversation.generating_until.label("until"))
@@ -425,7 +533,15 @@ class ConversationService:
                     or_(earlier.c.until.is_(None), earlier.c.until < now),
                 )
                 .values(generating_until=now + lease, updated_at=now)
-                .returning(earlier.c.until)
+                .returning(
+                    earlier.c.until,
+                    Conversation.system_prompt,
+                    Conversation.model,
+                    Conversation.temperature,
+                    Conversation.max_output_tokens,
+                    Conversation.title_source,
+                    Conversation.title,
+                )
             )
         ).first()
         if taken is None:
@@ -438,6 +554,7 @@ class ConversationService:
                 .where(Message.conversation_id == conversation_id, Message.status == "streaming")
                 .values(status="incomplete", error_code="interrupted")
             )
+        return ConversationSettings(*taken[1:])
 
 
 class MessageService:
@@ -529,7 +646,13 @@ class MessageService:
         return message
 
     async def add_answer(
-        self, question: Message, model: str, provider: str, prompt_message_ids: list[str]
+        self,
+        question: Message,
+        model: str,
+        provider: str,
+        prompt_message_ids: list[str],
+        sampling: Sampling,
+        system_prompt: str | None,
     ) -> Message:
         """The assistant row of an answer about to be generated (status `streaming`)."""
         # Strictly after the question, so that (createdAt, id) orders the two.
@@ -545,6 +668,9 @@ class MessageService:
             prompt_message_ids=prompt_message_ids,
             reply_to_id=question.id,
             created_at=created_at,
+            system_prompt=system_prompt,
+            temperature=sampling.temperature,
+            max_output_tokens=sampling.max_tokens,
         )
         self.db.add(answer)
         await self.db.flush()
@@ -595,6 +721,25 @@ class MessageService:
             .order_by(Message.created_at.desc())
             .limit(1)
         )
+
+    async def any_in(self, conversation_id: str) -> bool:
+        """Whether the conversation has any message (trashed ones too: it is not new)."""
+        found = await self.db.scalar(
+            select(Message.id).where(Message.conversation_id == conversation_id).limit(1)
+        )
+        return found is not None
+
+    async def first_question(self, conversation_id: str) -> str:
+        """The text of the conversation's first user message (what a title is made from)."""
+        found = await self.db.scalar(
+            select(Message.content)
+            .where(Message.conversation_id == conversation_id, self._live(), Message.role == "user")
+            .order_by(Message.created_at, Message.id)
+            .limit(1)
+        )
+        if found is None:
+            raise InvalidInput("This conversation has no message to make a title from.")
+        return found
 
     async def last_user_message(self, conversation_id: str) -> Message:
         found = await self.db.scalar(

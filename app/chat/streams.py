@@ -1,9 +1,12 @@
 """The two wire formats of a streamed answer.
 
-- `event_stream`: this API's own server-sent events, `start`, `delta`..., then `done` or `error`.
+- `event_stream`: this API's own server-sent events, `start`, `reasoning`... and `delta`...
+  (and `title` when the conversation got one meanwhile), then `done` or `error`.
 - `ui_message_stream`: the UI message stream (v1) of Vercel's AI SDK (`useChat` with
   `DefaultChatTransport`): `data: {chunk}` frames, `start` ... `finish`/`error`/`abort`, then
-  `data: [DONE]`. Only documented chunk types are sent: the SDK rejects unknown ones.
+  `data: [DONE]`. Only documented chunk types are sent: the SDK rejects unknown ones. Reasoning
+  is a `reasoning-start`/`-delta`/`-end` part; a new title the `data-chat-title` part of
+  Vercel's ai-chatbot (transient: it reaches `onData`, not the message's parts).
 
 Both always end with a final event: a reader never sees a stream that just closes.
 """
@@ -18,7 +21,7 @@ from litestar.response import Stream
 
 from app.chat import schemas
 from app.chat.flow import Exchange, error_text
-from app.chat.live import Ended
+from app.chat.live import Text, Thought, Titled
 from app.lib.errors import InvalidInput
 
 # no-transform: a proxy (Next.js rewrites compress by default) must pass frames on as they come.
@@ -62,8 +65,12 @@ def event_stream(exchange: Exchange) -> Stream:
             },
         )
         async for piece in exchange.pieces():
-            if not isinstance(piece, Ended):
+            if isinstance(piece, Text):
                 yield _event("delta", {"text": piece.text})
+            elif isinstance(piece, Thought):
+                yield _event("reasoning", {"text": piece.text})
+            elif isinstance(piece, Titled):
+                yield _event("title", {"title": piece.title})
             elif piece.failure is None:
                 yield _event("done", {"assistantMessage": piece.message})
             else:
@@ -96,6 +103,7 @@ def finish_metadata(message: schemas.Message) -> dict[str, Any]:
 def ui_message_stream(exchange: Exchange) -> Stream:
     """The AI SDK's UI message stream, v1; a resumed reader gets it again from `start`."""
     part = f"text-{exchange.answer_id}"
+    thinking_part = f"reasoning-{exchange.answer_id}"
 
     async def chunks() -> AsyncIterator[bytes]:
         metadata = {
@@ -106,14 +114,31 @@ def ui_message_stream(exchange: Exchange) -> Stream:
         yield _chunk(
             {"type": "start", "messageId": exchange.answer_id, "messageMetadata": metadata}
         )
-        opened = False
+        opened = thinking = False
         async for piece in exchange.pieces():
-            if not isinstance(piece, Ended):
+            if isinstance(piece, Text):
+                if thinking:
+                    yield _chunk({"type": "reasoning-end", "id": thinking_part})
+                    thinking = False
                 if not opened:
                     yield _chunk({"type": "text-start", "id": part})
                     opened = True
                 yield _chunk({"type": "text-delta", "id": part, "delta": piece.text})
                 continue
+            if isinstance(piece, Thought):
+                if opened:  # reasoning after text: a new part, after the text's
+                    yield _chunk({"type": "text-end", "id": part})
+                    opened = False
+                if not thinking:
+                    yield _chunk({"type": "reasoning-start", "id": thinking_part})
+                    thinking = True
+                yield _chunk({"type": "reasoning-delta", "id": thinking_part, "delta": piece.text})
+                continue
+            if isinstance(piece, Titled):
+                yield _chunk({"type": "data-chat-title", "data": piece.title, "transient": True})
+                continue
+            if thinking:
+                yield _chunk({"type": "reasoning-end", "id": thinking_part})
             if opened:
                 yield _chunk({"type": "text-end", "id": part})
             final = finish_metadata(piece.message)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Computed,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -176,6 +177,13 @@ class Conversation(Base):
     search_vector: Mapped[Any] = _search_vector("COALESCE(title, ''::text)")
     # Revision 0009: set while in the trash (until restored or purged).
     deleted_at: Mapped[datetime | None] = mapped_column("deletedAt", Timestamp)
+    # Revision 0012: settings of this conversation (NULL: the user's or the server's default)
+    # and where its title came from (`user`, `model`; NULL: the question's first words).
+    system_prompt: Mapped[str | None] = mapped_column("systemPrompt", Text)
+    model: Mapped[str | None] = mapped_column(Text)
+    temperature: Mapped[float | None] = mapped_column(Double)
+    max_output_tokens: Mapped[int | None] = mapped_column("maxOutputTokens", Integer)
+    title_source: Mapped[str | None] = mapped_column("titleSource", Text)
 
 
 class Message(Base):
@@ -244,6 +252,12 @@ class Message(Base):
     # Revision 0009: set while in the trash; a conversation's trashing sets the same instant
     # on its messages, so its restore brings back exactly those.
     deleted_at: Mapped[datetime | None] = mapped_column("deletedAt", Timestamp)
+    # Revision 0012: what an answer was made with, and the model's reasoning (never sent back
+    # to a model: the history window reads `content` only).
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    system_prompt: Mapped[str | None] = mapped_column("systemPrompt", Text)
+    temperature: Mapped[float | None] = mapped_column(Double)
+    max_output_tokens: Mapped[int | None] = mapped_column("maxOutputTokens", Integer)
 
 
 class MessageReaction(Base):
@@ -289,11 +303,47 @@ class UserPreferences(Base):
     language: Mapped[str] = mapped_column(Text, server_default=text("'en'"), default="en")
     # Revision 0008: an IANA zone name; the user's day for daily quotas (NULL: UTC).
     time_zone: Mapped[str | None] = mapped_column("timeZone", Text)
+    # Revision 0012: the system prompt of conversations that set none (NULL: SYSTEM_PROMPT).
+    system_prompt: Mapped[str | None] = mapped_column("systemPrompt", Text)
     created_at: Mapped[datetime] = mapped_column(
         "createdAt", Timestamp, server_default=NOW, default=utc_now
     )
     updated_at: Mapped[datetime] = mapped_column(
         "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
+    )
+
+
+class TitleUsage(Base):
+    """A title a model made (or failed to make) for a conversation: its tokens count in the
+    user's usage like an answer's (revision 0012)."""
+
+    __tablename__ = "title_usages"
+    __table_args__ = (
+        Index("title_usages_userId_createdAt_idx", "userId", "createdAt"),
+        Index("title_usages_conversationId_idx", "conversationId"),
+    )
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("title_usages"))
+    conversation_id: Mapped[str] = mapped_column(
+        "conversationId",
+        Text,
+        ForeignKey(
+            "conversations.id",
+            name="title_usages_conversationId_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+    )
+    model: Mapped[str] = mapped_column(Text)
+    provider: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column("promptTokens", Integer)
+    completion_tokens: Mapped[int | None] = mapped_column("completionTokens", Integer)
+    tokens_estimated: Mapped[bool | None] = mapped_column("tokensEstimated", Boolean)
+    error_code: Mapped[str | None] = mapped_column("errorCode", Text)
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
     )
 
 

@@ -35,6 +35,11 @@ ANSWERS_SWEPT = Counter(
     "chatwithme_chat_answers_swept",
     "Answers closed as interrupted because the process generating them went away",
 )
+TITLES = Counter(
+    "chatwithme_conversation_titles",
+    "Conversation titles asked of the title model, by model and outcome (made, failed)",
+    ["model", "outcome"],
+)
 BACKGROUND_CRASHES = Counter(
     "chatwithme_background_task_crashes",
     "Unexpected exceptions of background tasks (each task is restarted after a backoff)",

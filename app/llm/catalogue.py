@@ -21,18 +21,26 @@ DEV_ECHO = ModelInfo(
 )
 
 BUILTIN = [
+    # Prices (USD per million tokens, in/out) as the vendors list them in late 2025: they only
+    # rank models for TITLE_MODEL's default, the cheapest configured one.
     ModelInfo("groq/llama-3.3-70b-versatile", "groq", "llama-3.3-70b-versatile",
-              "Llama 3.3 70B Versatile (Groq)", 131_072, 32_768),
+              "Llama 3.3 70B Versatile (Groq)", 131_072, 32_768,
+              input_price=0.59, output_price=0.79),
     ModelInfo("groq/llama-3.1-8b-instant", "groq", "llama-3.1-8b-instant",
-              "Llama 3.1 8B Instant (Groq)", 131_072, 8_192),
+              "Llama 3.1 8B Instant (Groq)", 131_072, 8_192,
+              input_price=0.05, output_price=0.08),
     ModelInfo("groq/openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b",
-              "GPT-OSS 120B (Groq)", 131_072, 65_536),
+              "GPT-OSS 120B (Groq)", 131_072, 65_536, reasoning=True,
+              input_price=0.15, output_price=0.60),
     ModelInfo("gemini/gemini-2.5-flash", "gemini", "gemini-2.5-flash",
-              "Gemini 2.5 Flash", 1_048_576, 65_536),
+              "Gemini 2.5 Flash", 1_048_576, 65_536, reasoning=True,
+              input_price=0.30, output_price=2.50),
     ModelInfo("gemini/gemini-2.5-flash-lite", "gemini", "gemini-2.5-flash-lite",
-              "Gemini 2.5 Flash-Lite", 1_048_576, 65_536),
+              "Gemini 2.5 Flash-Lite", 1_048_576, 65_536,
+              input_price=0.10, output_price=0.40),
     ModelInfo("gemini/gemini-2.5-pro", "gemini", "gemini-2.5-pro",
-              "Gemini 2.5 Pro", 1_048_576, 65_536),
+              "Gemini 2.5 Pro", 1_048_576, 65_536, reasoning=True,
+              input_price=1.25, output_price=10.0),
     DEV_ECHO,
 ]  # fmt: skip
 
@@ -101,6 +109,10 @@ class ModelCatalogue:
         """In the catalogue at all (configured or not): what preferences may store."""
         return self.aliases.get(requested, requested) in self.models
 
+    def cheapest(self) -> ModelInfo:
+        """The available model with the lowest price (input and output tokens weighed 1:1)."""
+        return min(self.available(), key=lambda m: (m.input_price + m.output_price, m.development))
+
     def default_for(self, provider: str) -> ModelInfo | None:
         model_id = self.aliases.get(provider)
         model = self.models.get(model_id) if model_id else None
@@ -118,8 +130,8 @@ class ModelCatalogue:
 
 
 def _read_models_file(path: Path) -> tuple[list[ModelInfo], dict[str, str]]:
-    """[[models]] tables (id, provider, model, name, context_window, max_output_tokens) and
-    an [aliases] table."""
+    """[[models]] tables (id, provider, model, name, context_window, max_output_tokens, and
+    optionally reasoning, input_price, output_price) and an [aliases] table."""
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
         models = [
@@ -130,6 +142,9 @@ def _read_models_file(path: Path) -> tuple[list[ModelInfo], dict[str, str]]:
                 name=str(entry.get("name") or entry["id"]),
                 context_window=int(entry["context_window"]),
                 max_output_tokens=int(entry["max_output_tokens"]),
+                reasoning=bool(entry.get("reasoning", False)),
+                input_price=float(entry.get("input_price", 0.0)),
+                output_price=float(entry.get("output_price", 0.0)),
             )
             for entry in data.get("models", [])
         ]

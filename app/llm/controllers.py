@@ -16,6 +16,7 @@ class Model(CamelStruct):
     context_window: int
     max_output_tokens: int
     development: bool
+    reasoning: bool = False  # streams its reasoning apart from the answer
 
 
 class ModelList(CamelStruct):
@@ -39,6 +40,7 @@ async def list_models(router: NamedDependency[ModelRouter]) -> ModelList:
                 context_window=m.context_window,
                 max_output_tokens=m.max_output_tokens,
                 development=m.development,
+                reasoning=m.reasoning,
             )
             for m in available
         ],

@@ -22,6 +22,8 @@ from app.llm.types import (
     GenerationResult,
     ModelInfo,
     ProviderFailure,
+    Reasoning,
+    Sampling,
     StreamEnd,
     Usage,
     estimate_message_tokens,
@@ -147,9 +149,16 @@ class ModelRouter:
         return [model, *(m for m in others if m.id != model.id)]
 
     def stream(
-        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None = None
+        self,
+        model: ModelInfo,
+        messages: list[ChatMessage],
+        sampling: Sampling | None = None,
+        *,
+        fallback: bool = True,
     ) -> Generation:
-        return Generation(self, self.chain_for(model), messages, max_tokens)
+        """`fallback=False`: this model only (a title is not worth a second provider)."""
+        chain = self.chain_for(model) if fallback else [model]
+        return Generation(self, chain, messages, sampling or Sampling())
 
     def record(self, provider: str, failure: ProviderFailure | None) -> None:
         state = self.health.setdefault(provider, ProviderHealth())
@@ -171,7 +180,8 @@ class ModelRouter:
 
 
 class Generation:
-    """One answer being streamed: iterate it for text deltas; then read `result`.
+    """One answer being streamed: iterate it for text deltas (str) and the model's reasoning
+    (`Reasoning`); then read `result`.
 
     Iteration raises ProviderFailure when every model in the chain failed, or when the
     answering one failed after its first delta (`partial` then holds what was sent).
@@ -183,21 +193,22 @@ class Generation:
         router: ModelRouter,
         chain: list[ModelInfo],
         messages: list[ChatMessage],
-        max_tokens: int | None,
+        sampling: Sampling,
     ) -> None:
         self.router = router
         self.chain = chain
         self.messages = messages
-        self.max_tokens = max_tokens
+        self.sampling = sampling
         self.attempts: list[Attempt] = []
         self.result: GenerationResult | None = None
         self.answered_by: ModelInfo | None = None
         self._parts: list[str] = []
+        self._thoughts: list[str] = []
         self.time_to_first_token_ms: float | None = None
-        self._iterator: AsyncIterator[str] | None = None
+        self._iterator: AsyncIterator[str | Reasoning] | None = None
         self._started = 0.0
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncIterator[str | Reasoning]:
         if self._iterator is None:
             self._iterator = self._run()
         return self._iterator
@@ -211,34 +222,43 @@ class Generation:
         """The text yielded so far."""
         return "".join(self._parts)
 
+    @property
+    def reasoning(self) -> str:
+        """The reasoning yielded so far."""
+        return "".join(self._thoughts)
+
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self._started) * 1000 if self._started else 0.0
 
-    async def _run(self) -> AsyncIterator[str]:
+    async def _run(self) -> AsyncIterator[str | Reasoning]:
         self._started = time.perf_counter()
         deadlines = self.router.deadlines
         loop = asyncio.get_running_loop()
         total_deadline = self._started + deadlines.total
         for index, model in enumerate(self.chain):
             provider = self.router.providers[model.provider]
-            events = provider.stream(model, self.messages, self.max_tokens)
+            events = provider.stream(model, self.messages, self.sampling)
             end: StreamEnd | None = None
             failure: ProviderFailure | None = None
             try:
                 # One timer, moved on at every delta: cheaper than a new context per delta.
                 async with asyncio.timeout(None) as deadline:
                     while True:
-                        wait = deadlines.token_gap if self._parts else deadlines.first_token
+                        started = self.time_to_first_token_ms is not None
+                        wait = deadlines.token_gap if started else deadlines.first_token
                         wait = min(wait, total_deadline - time.perf_counter())
                         deadline.reschedule(loop.time() + max(wait, 0))
                         event = await anext(events)  # past the deadline: TimeoutError
                         if isinstance(event, StreamEnd):
                             end = event
                             break
-                        if not self._parts:
+                        if not started:  # reasoning counts: the reader sees it
                             self.answered_by = model
                             self.time_to_first_token_ms = self.elapsed_ms()
-                        self._parts.append(event)
+                        if isinstance(event, Reasoning):
+                            self._thoughts.append(event.text)
+                        else:
+                            self._parts.append(event)
                         deadline.reschedule(None)  # no deadline while the caller holds the delta
                         yield event
             except TimeoutError:
@@ -256,18 +276,22 @@ class Generation:
                 return
             assert failure is not None
             last = index == len(self.chain) - 1
-            if self._parts or failure.final or last:
+            if self.time_to_first_token_ms is not None or failure.final or last:
                 raise failure
             self.attempts.append(Attempt(model.id, model.provider, failure.kind, failure.message))
 
     def _stalled(self, model: ModelInfo) -> ProviderFailure:
-        stage = "between tokens" if self._parts else "before the first token"
+        stage = (
+            "between tokens"
+            if self.time_to_first_token_ms is not None
+            else "before the first token"
+        )
         return ProviderFailure("timeout", f"{model.provider} stalled {stage}")
 
     def _result(self, model: ModelInfo, end: StreamEnd) -> GenerationResult:
         usage = end.usage or Usage(
             prompt_tokens=sum(estimate_message_tokens(m.content) for m in self.messages),
-            completion_tokens=estimate_tokens(self.partial),
+            completion_tokens=estimate_tokens(self.partial) + estimate_tokens(self.reasoning),
             estimated=True,
         )
         return GenerationResult(

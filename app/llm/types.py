@@ -43,6 +43,11 @@ class ModelInfo:
     context_window: int
     max_output_tokens: int
     development: bool = False
+    # Thinks out loud when asked (Groq's gpt-oss `reasoning`, Gemini 2.5 thought summaries).
+    reasoning: bool = False
+    # US dollars per million tokens, in and out: how the cheapest model (titles) is chosen.
+    input_price: float = 0.0
+    output_price: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,21 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """How an answer is to be made; None leaves each to the provider's default."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A delta of the model's reasoning (its thoughts), apart from the answer's text."""
+
+    text: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,12 @@ def _conversation_head(conversation: Conversation) -> bytes:
             "title": conversation.title,
             "createdAt": as_utc(conversation.created_at),
             "updatedAt": as_utc(conversation.updated_at),
+            # Revision 0012: its settings and where its title came from.
+            "titleSource": conversation.title_source,
+            "systemPrompt": conversation.system_prompt,
+            "model": conversation.model,
+            "temperature": conversation.temperature,
+            "maxOutputTokens": conversation.max_output_tokens,
         }
     )
     return encoded[:-1] + b',"messages":['

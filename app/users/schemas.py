@@ -33,6 +33,8 @@ class Preferences(CamelStruct):
     language: str
     time_zone: str | None  # IANA name; the day of daily quotas (None: UTC)
     updated_at: datetime
+    # The system prompt of conversations that set none (None: the server's SYSTEM_PROMPT).
+    system_prompt: str | None = None
 
 
 class PreferencesUpdate(CamelStruct, forbid_unknown_fields=False):
@@ -40,6 +42,7 @@ class PreferencesUpdate(CamelStruct, forbid_unknown_fields=False):
     theme: str | msgspec.UnsetType = msgspec.UNSET
     language: str | msgspec.UnsetType = msgspec.UNSET
     time_zone: str | msgspec.UnsetType | None = msgspec.UNSET
+    system_prompt: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class UserExport(CamelStruct):

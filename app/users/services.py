@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.services import SESSION_CACHE
 from app.chat.quotas import zone_or_utc
+from app.chat.services import checked_system_prompt
 from app.db.models import User, UserPreferences
 from app.lib.errors import InvalidInput, NotFound
 from app.lib.time import as_utc, utc_now
@@ -45,6 +46,7 @@ def preferences_schema(row: UserPreferences) -> schemas.Preferences:
         language=row.language,
         time_zone=row.time_zone,
         updated_at=as_utc(row.updated_at),
+        system_prompt=row.system_prompt,
     )
 
 
@@ -117,6 +119,8 @@ class UserService:
             if data.time_zone is not None:
                 await require_database_zone(self.db, data.time_zone, "timeZone")
             row.time_zone = data.time_zone
+        if data.system_prompt is not msgspec.UNSET:
+            row.system_prompt = checked_system_prompt(data.system_prompt)
         row.updated_at = utc_now()
         await self.db.flush()
         return row

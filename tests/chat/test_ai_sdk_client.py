@@ -71,3 +71,39 @@ async def test_the_ai_sdk_client_sends_resumes_and_reads_the_stored_answer(
     assert message["metadata"]["conversationId"] == chat_id
     assert (stored.status, stored.content) == ("complete", "".join(ANSWER))
     assert seen["afterIsNull"] is True
+
+
+def _run_thinking(folder: Path, major: int, url: str, token: str, chat_id: str) -> dict[str, Any]:
+    script = folder / "thinking.mjs"
+    script.write_bytes((PACKAGES / "thinking.mjs").read_bytes())
+    done = subprocess.run(
+        ["node", str(script), str(major), url, token, chat_id, "groq/openai/gpt-oss-120b"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("major", [5, 6, 7])
+async def test_the_ai_sdk_client_reads_reasoning_parts_and_the_chat_title(
+    major: int, ai_sdk: Path, settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    """Issue 23 items 1 and 5: the SDK's schema accepts the reasoning and data-chat-title
+    chunks, and its message has the reasoning as a part of its own."""
+    groq_fake.by_model["openai/gpt-oss-120b"] = Scenario(
+        reasoning=["Adding ", "two and two."], chunks=ANSWER, gap=0.05
+    )
+    groq_fake.by_model["llama-3.1-8b-instant"] = Scenario(chunks=["Simple sums"])
+    app_settings = chat_settings(settings, groq_fake, title_model=None)
+    async with live_app(app_settings, database_url) as (url, token, database):
+        chat_id = f"aiSdkThinking{major}x"
+        seen = await asyncio.to_thread(_run_thinking, ai_sdk, major, url, token, chat_id)
+        await database.engine.dispose()
+    assert seen["errors"] == []
+    types = seen["types"]
+    assert types.index("reasoning-start") < types.index("reasoning-end") < types.index("text-start")
+    assert seen["data"] == [{"type": "data-chat-title", "data": "Simple sums", "transient": True}]
+    parts = seen["message"]["parts"]
+    reasoning = [p for p in parts if p["type"] == "reasoning"]
+    assert [p["text"] for p in reasoning] == ["Adding two and two."]
+    assert [p["text"] for p in parts if p["type"] == "text"] == ["".join(ANSWER)]

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from app.db.engine import Database
 from app.settings import Settings
-from tests.chat.conftest import answering, read_ui_stream, text_of, ui_body
+from tests.chat.conftest import answering, read_ui_stream, sse_events, text_of, ui_body
 from tests.conftest import CHATWITHME_BIN, TEST_SECRET
 from tests.fakes.llm import FakeLLM, Scenario
 from tests.test_cli import _free_port, _wait_healthy
@@ -52,6 +52,7 @@ def serving(
         "GROQ_API_KEY": "gsk_test_key",
         "GROQ_BASE_URL": groq.url,
         "LOG_LEVEL": "warning",
+        "TITLE_MODEL": "none",  # no title calls mixed with the answers' at the fake
         **extra,
     }
     servers = []
@@ -284,3 +285,36 @@ async def test_the_daily_quota_holds_across_two_processes_and_only_for_its_user(
     assert third_a.status_code == third_b.status_code == 429
     assert third_b.json()["budget"] == "messages" and "retry-after" in third_b.headers
     assert usage["messages"] == {"used": 2, "limit": 2, "remaining": 0}
+
+
+async def test_a_follower_on_another_process_gets_the_reasoning_with_the_stored_answer(
+    pair: list[Server], database: Database, groq: FakeLLM
+) -> None:
+    """Reasoning is not relayed live over LISTEN/NOTIFY: another process's reader gets it
+    whole from the stored row when the answer ends, before `done` (issue 23, item 5)."""
+    thoughts = ["Thinking ", "it over."]
+    groq.next(Scenario(reasoning=thoughts, chunks=ANSWER, gap=0.05))
+    token = await signed_in(database, "thinking")
+    headers = {"authorization": f"Bearer {token}"}
+    a, b = pair
+    body = ui_body("thinkChat0000001", "Think first") | {"model": "groq/openai/gpt-oss-120b"}
+    started = asyncio.Event()
+
+    async def ask() -> list[dict[str, Any]]:
+        async with client.stream("POST", f"{a.url}/api/chat", json=body) as response:
+            return await read_ui_stream(response, started)
+
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+        first = asyncio.create_task(ask())
+        await asyncio.wait_for(started.wait(), 10)
+        resumed = await client.get(f"{b.url}/api/chat/thinkChat0000001/stream?format=events")
+        original = await first
+    events = sse_events(resumed.text)
+    names = [name for name, _ in events]
+    assert names[-1] == "done" and names[-2] == "reasoning"
+    assert events[-2][1] == {"text": "".join(thoughts)}
+    assert events[-1][1]["assistantMessage"]["reasoning"] == "".join(thoughts)
+    live = "".join(c["delta"] for c in original if c["type"] == "reasoning-delta")
+    assert live == "".join(thoughts)  # the generating process streams it as it comes
+    stored = await row(database, original[0]["messageId"])
+    assert stored.reasoning == "".join(thoughts)

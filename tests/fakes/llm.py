@@ -6,6 +6,11 @@
 - Gemini: `POST /v1beta/models/{model}:generateContent` and
   `:streamGenerateContent?alt=sse` (`usageMetadata` on the last chunk).
 
+A scenario's `reasoning` is sent before the answer, as each vendor sends it: Groq's gpt-oss
+as `delta.reasoning` (only when the request has `include_reasoning`), OpenAI-compatible
+servers (vLLM, llama.cpp) as `delta.reasoning_content`, Gemini 2.5 as parts with
+`"thought": true` (only when `generationConfig.thinkingConfig.includeThoughts` is set).
+
 Each request takes the next queued Scenario (or the default one), which can inject failures:
 an error status, stalls before the first byte or mid-stream, a malformed chunk, a dropped
 connection. Every request is recorded, and whether the client went away before the end.
@@ -42,6 +47,7 @@ class Scenario:
     disconnect_after: int | None = None  # after this many chunks, drop the connection
     usage: tuple[int, int] | None = (11, 7)
     finish: str | None = None  # default: "stop" / "STOP"
+    reasoning: list[str] = field(default_factory=list)  # thoughts sent before the chunks
 
 
 @dataclass
@@ -56,6 +62,9 @@ class Received:
 class FakeLLM:
     default: Scenario = field(default_factory=Scenario)
     queue: deque[Scenario] = field(default_factory=deque)
+    # Scenarios for requests naming this model (the vendor's name for it), ahead of the queue:
+    # for calls that race each other, such as an answer and its conversation's title.
+    by_model: dict[str, Scenario] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
     disconnects: int = 0
     completed: int = 0
@@ -94,14 +103,20 @@ class FakeLLM:
                         body,
                     )
                 )
-                scenario = fake.queue.popleft() if fake.queue else fake.default
+                model = (
+                    body.get("model") or parts.path.removeprefix("/v1beta/models/").split(":")[0]
+                )
+                if model in fake.by_model:
+                    scenario = fake.by_model[model]
+                else:
+                    scenario = fake.queue.popleft() if fake.queue else fake.default
                 fake.sleep(scenario.first_byte_delay)
                 if scenario.status is not None:
                     self._error(scenario)
                     return
                 try:
                     if parts.path.startswith("/v1beta/models/"):
-                        self._gemini(parts.path, scenario)
+                        self._gemini(parts.path, body, scenario)
                     elif parts.path in ("/openai/v1/chat/completions", "/v1/chat/completions"):
                         self._openai(parts.path, body, scenario)
                     else:
@@ -144,9 +159,14 @@ class FakeLLM:
             def _event(self, payload: object) -> None:
                 self._send(f"data: {json.dumps(payload)}\n\n".encode())
 
-            def _stream(self, scenario: Scenario, chunk_event: Any, final: Any) -> None:
-                """Send chunks with the scenario's pacing and faults, then the final events."""
+            def _stream(
+                self, scenario: Scenario, chunk_event: Any, final: Any, thought_event: Any = None
+            ) -> None:
+                """Send thoughts (when asked for), chunks with the scenario's pacing and faults,
+                then the final events."""
                 self._start_stream()
+                for thought in scenario.reasoning if thought_event else []:
+                    thought_event(thought)
                 for index, text in enumerate(scenario.chunks):
                     if index and scenario.gap:
                         fake.sleep(scenario.gap)
@@ -192,6 +212,11 @@ class FakeLLM:
                     self._event({**base, "choices": [
                         {"index": 0, "delta": {"content": text}, "finish_reason": None}]})  # fmt: skip
 
+                def thought(text: str) -> None:
+                    key = "reasoning" if groq else "reasoning_content"
+                    self._event({**base, "choices": [
+                        {"index": 0, "delta": {key: text}, "finish_reason": None}]})  # fmt: skip
+
                 def final() -> None:
                     last: dict[str, Any] = {**base, "choices": [
                         {"index": 0, "delta": {}, "finish_reason": scenario.finish or "stop"}]}  # fmt: skip
@@ -206,9 +231,12 @@ class FakeLLM:
                         self._event({**base, "choices": [], "usage": usage})
                     self._send(b"data: [DONE]\n\n")
 
-                self._stream(scenario, chunk, final)
+                # Groq sends gpt-oss's reasoning only with `include_reasoning` (its default
+                # is true there; the fake asks for it to be explicit).
+                asked = body.get("include_reasoning") if groq else True
+                self._stream(scenario, chunk, final, thought if asked else None)
 
-            def _gemini(self, path: str, scenario: Scenario) -> None:
+            def _gemini(self, path: str, body: dict[str, Any], scenario: Scenario) -> None:
                 model, _, method = path.removeprefix("/v1beta/models/").partition(":")
                 usage = (
                     {"promptTokenCount": scenario.usage[0], "candidatesTokenCount": scenario.usage[1],
@@ -238,6 +266,11 @@ class FakeLLM:
                 def chunk(text: str) -> None:
                     self._event({"candidates": [candidate(text, None)], "modelVersion": model})
 
+                def thought(text: str) -> None:
+                    content = {"role": "model", "parts": [{"text": text, "thought": True}]}
+                    self._event({"candidates": [{"content": content, "index": 0}],
+                                 "modelVersion": model})  # fmt: skip
+
                 def final() -> None:
                     payload = {
                         "candidates": [candidate("", scenario.finish or "STOP")],
@@ -247,7 +280,11 @@ class FakeLLM:
                         payload["usageMetadata"] = usage
                     self._event(payload)
 
-                self._stream(scenario, chunk, final)
+                # google-genai sends `include_thoughts` as it is spelt in Python; the API reads
+                # proto3 JSON, which takes both that and `includeThoughts`.
+                thinking = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+                asked = thinking.get("includeThoughts", thinking.get("include_thoughts"))
+                self._stream(scenario, chunk, final, thought if asked else None)
 
         self.server = _Server(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True

@@ -40,6 +40,9 @@ async def test_with_only_a_groq_key_groq_models_are_listed(
     assert "gemini" not in body["aliases"]
     llama = next(m for m in body["models"] if m["id"] == "groq/llama-3.3-70b-versatile")
     assert llama["contextWindow"] == 131072
+    assert llama["reasoning"] is False
+    gpt_oss = next(m for m in body["models"] if m["id"] == "groq/openai/gpt-oss-120b")
+    assert gpt_oss["reasoning"] is True
 
 
 async def test_health_is_degraded_when_every_provider_fails(

@@ -8,7 +8,7 @@ import pytest
 
 from app.llm.catalogue import UnknownModel
 from app.llm.router import ModelRouter
-from app.llm.types import ChatMessage
+from app.llm.types import ChatMessage, Reasoning, Sampling
 from app.settings import Settings
 from tests.fakes.llm import FakeLLM, Scenario
 from tests.llm.conftest import provider_settings
@@ -24,8 +24,8 @@ CONVERSATION = [
 async def _collect(
     router: ModelRouter, model: str, max_tokens: int | None = 64
 ) -> tuple[str, object]:
-    generation = router.stream(router.resolve(model), CONVERSATION, max_tokens)
-    text = "".join([delta async for delta in generation])
+    generation = router.stream(router.resolve(model), CONVERSATION, Sampling(max_tokens))
+    text = "".join([delta async for delta in generation if isinstance(delta, str)])
     return text, generation.result
 
 
@@ -96,6 +96,25 @@ async def test_an_openai_compatible_server_can_serve_a_local_model(
     assert sent.body["model"] == "qwen2.5:7b"
     assert sent.body["stream_options"] == {"include_usage": True}
     assert result.usage.prompt_tokens == 11  # type: ignore[attr-defined]
+
+
+async def test_an_openai_compatible_server_gets_sampling_and_its_reasoning_content_is_read(
+    settings: Settings, local_fake: FakeLLM
+) -> None:
+    configured = provider_settings(
+        settings, openai_compat_base_url=f"{local_fake.url}/v1", openai_compat_models="qwen3"
+    )
+    router = ModelRouter.from_settings(configured)
+    local_fake.next(Scenario(reasoning=["Hmm, ", "four."], chunks=["4"]))
+    generation = router.stream(
+        router.resolve("local/qwen3"), CONVERSATION, Sampling(max_tokens=99, temperature=0.25)
+    )
+    deltas = [delta async for delta in generation]
+    await router.aclose()
+    assert deltas == [Reasoning("Hmm, "), Reasoning("four."), "4"]
+    assert generation.reasoning == "Hmm, four." and generation.partial == "4"
+    [sent] = local_fake.received
+    assert (sent.body["max_tokens"], sent.body["temperature"]) == (99, 0.25)
 
 
 async def test_missing_usage_is_estimated_and_marked(

@@ -22,7 +22,10 @@ async def test_a_missing_field_is_named_as_itself(live_settings: Settings) -> No
             f"/api/conversations/{created.json()['id']}", json={}, headers=bearer
         )
         login = await client.post("/api/auth/dev-login", json={})
-    for answer, field in ((chat, "message"), (rename, "title"), (login, "email")):
+    # A PATCH names every field it takes: none of them is required on its own.
+    assert rename.status_code == 400
+    assert rename.json()["detail"].startswith("title, systemPrompt, model,")
+    for answer, field in ((chat, "message"), (login, "email")):
         assert answer.status_code == 400
         assert answer.headers["content-type"] == "application/problem+json"
         body = answer.json()

@@ -184,6 +184,18 @@ async def _seed(url: str) -> dict[str, str]:
             "VALUES ($1, 'Sourdough', $2, $3, $3)",
             ids["conversation"], ids["user"], start,
         )  # fmt: skip
+        # Revision 0012: the conversation's settings, its model-made title and what it cost.
+        await connection.execute(
+            'UPDATE conversations SET "systemPrompt" = $2, model = $3, temperature = $4, '
+            '"maxOutputTokens" = $5, "titleSource" = $6 WHERE id = $1',
+            ids["conversation"], "Bake well.", "gemini/gemini-2.5-flash", 0.7, 400, "model",
+        )  # fmt: skip
+        await connection.execute(
+            'INSERT INTO title_usages (id, "userId", "conversationId", model, provider, status, '
+            '"promptTokens", "completionTokens") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+            cuid(), ids["user"], ids["conversation"], "groq/llama-3.1-8b-instant", "groq",
+            "complete", 40, 4,
+        )  # fmt: skip
         insert = (
             'INSERT INTO messages (id, content, role, model, "conversationId", "userId", '
             '"createdAt", status, provider, "promptTokens", "completionTokens", '
@@ -206,6 +218,10 @@ async def _seed(url: str) -> dict[str, str]:
             conversation, user, start + timedelta(seconds=6), "complete", "gemini", 21, 9,
             False, "stop", json.dumps([{"provider": "gemini", "ok": True}]),
             [ids["question"]], ids["question"], None,
+        )  # fmt: skip
+        await connection.execute(
+            'UPDATE messages SET reasoning = $2, temperature = $3 WHERE id = $1',
+            ids["answer"], "Warm kitchens proof faster.", 0.7,
         )  # fmt: skip
     finally:
         await connection.close()
@@ -272,6 +288,15 @@ async def test_a_generated_client_reads_and_writes_the_extended_tables(
     assert answer["attempts"] == [{"provider": "gemini", "ok": True}]
     assert answer["promptMessageIds"] == [ids["question"]]
     assert "searchVector" not in answer  # Unsupported: never read or written by Prisma
+    assert (answer["reasoning"], answer["temperature"]) == ("Warm kitchens proof faster.", 0.7)
+    assert {k: read[k] for k in ("systemPrompt", "model", "temperature", "maxOutputTokens",
+                                 "titleSource")} == {
+        "systemPrompt": "Bake well.", "model": "gemini/gemini-2.5-flash", "temperature": 0.7,
+        "maxOutputTokens": 400, "titleSource": "model",
+    }  # fmt: skip
+    assert [(u["model"], u["promptTokens"]) for u in read["titleUsages"]] == [
+        ("groq/llama-3.1-8b-instant", 40)
+    ]
 
     # Rows Prisma wrote get the database defaults, and the generated search vectors.
     created = result["created"]

@@ -5,18 +5,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
-from app.llm.types import ChatMessage, FailureKind, ModelInfo, ProviderFailure, StreamEnd
+from app.llm.types import (
+    ChatMessage,
+    FailureKind,
+    ModelInfo,
+    ProviderFailure,
+    Reasoning,
+    Sampling,
+    StreamEnd,
+)
 
-StreamEvent = str | StreamEnd
+# Text of the answer, the model's reasoning, then exactly one StreamEnd.
+StreamEvent = str | Reasoning | StreamEnd
 
 
 class Provider(Protocol):
-    """One vendor. `stream` yields text deltas, then exactly one StreamEnd."""
+    """One vendor. `stream` yields text (and reasoning) deltas, then exactly one StreamEnd;
+    `sampling` reaches the vendor in its own terms."""
 
     name: str
 
     def stream(
-        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+        self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling
     ) -> AsyncIterator[StreamEvent]: ...
 
     async def aclose(self) -> None: ...

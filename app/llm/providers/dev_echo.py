@@ -11,7 +11,14 @@ import re
 from collections.abc import AsyncIterator
 
 from app.llm.providers.base import StreamEvent
-from app.llm.types import ChatMessage, ModelInfo, StreamEnd, Usage, estimate_message_tokens
+from app.llm.types import (
+    ChatMessage,
+    ModelInfo,
+    Sampling,
+    StreamEnd,
+    Usage,
+    estimate_message_tokens,
+)
 
 PREAMBLE = "This is dev-echo, the development model (configure a provider for real answers). "
 
@@ -29,12 +36,12 @@ class DevEchoProvider:
         return f'{PREAMBLE}You said: "{last.strip()}" (message {turns} of this conversation).'
 
     async def stream(
-        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+        self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling
     ) -> AsyncIterator[StreamEvent]:
         answer = self.answer_for(messages)
         words = re.findall(r"\S+\s*", answer)
-        if max_tokens is not None:
-            words = words[:max_tokens]
+        if sampling.max_tokens is not None:
+            words = words[: sampling.max_tokens]
         for word in words:
             if self.delay:
                 await asyncio.sleep(self.delay)

@@ -13,7 +13,15 @@ from google import genai
 from google.genai import errors, types
 
 from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
-from app.llm.types import ChatMessage, ModelInfo, ProviderFailure, StreamEnd, Usage
+from app.llm.types import (
+    ChatMessage,
+    ModelInfo,
+    ProviderFailure,
+    Reasoning,
+    Sampling,
+    StreamEnd,
+    Usage,
+)
 
 BLOCKED = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"}
 
@@ -34,7 +42,7 @@ class GeminiProvider:
         )
 
     async def stream(
-        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+        self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling
     ) -> AsyncIterator[StreamEvent]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         contents = [
@@ -45,8 +53,15 @@ class GeminiProvider:
             for m in messages
             if m.role != "system"
         ]
+        # `generationConfig` (temperature, maxOutputTokens, thinkingConfig) and
+        # `systemInstruction` on the wire. Gemini 2.5 sends thought summaries only when asked.
         config = types.GenerateContentConfig(
-            system_instruction=system or None, max_output_tokens=max_tokens
+            system_instruction=system or None,
+            max_output_tokens=sampling.max_tokens,
+            temperature=sampling.temperature,
+            thinking_config=types.ThinkingConfig(include_thoughts=True)
+            if model.reasoning
+            else None,
         )
         usage: Usage | None = None
         finish_reason: str | None = None
@@ -61,8 +76,8 @@ class GeminiProvider:
                     usage = Usage(meta.prompt_token_count, meta.candidates_token_count or 0)
                 for candidate in chunk.candidates or []:
                     for part in (candidate.content.parts if candidate.content else None) or []:
-                        if part.text and not part.thought:
-                            yield part.text
+                        if part.text:
+                            yield Reasoning(part.text) if part.thought else part.text
                     if candidate.finish_reason:
                         finish_reason = str(candidate.finish_reason.value)
         except errors.APIError as exc:

@@ -10,7 +10,15 @@ import httpx
 from groq.types.chat import ChatCompletionMessageParam
 
 from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
-from app.llm.types import ChatMessage, ModelInfo, ProviderFailure, StreamEnd, Usage
+from app.llm.types import (
+    ChatMessage,
+    ModelInfo,
+    ProviderFailure,
+    Reasoning,
+    Sampling,
+    StreamEnd,
+    Usage,
+)
 
 DEFAULT_BASE_URL = "https://api.groq.com"
 
@@ -25,8 +33,9 @@ class GroqProvider:
         )
 
     async def stream(
-        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+        self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling
     ) -> AsyncIterator[StreamEvent]:
+        max_tokens, temperature = sampling.max_tokens, sampling.temperature
         try:
             response = await self.client.chat.completions.create(
                 model=model.model,
@@ -35,7 +44,12 @@ class GroqProvider:
                     [{"role": m.role, "content": m.content} for m in messages],
                 ),
                 stream=True,
+                # `max_completion_tokens`: Groq's name; its `max_tokens` is deprecated.
                 max_completion_tokens=groq.omit if max_tokens is None else max_tokens,
+                temperature=groq.omit if temperature is None else temperature,
+                # gpt-oss sends its reasoning as `delta.reasoning` (`reasoning_format` is
+                # refused for these models).
+                include_reasoning=True if model.reasoning else groq.omit,
             )
         except groq.APIError as exc:
             raise _failure(exc) from None
@@ -47,6 +61,8 @@ class GroqProvider:
                 if (found := groq_usage or chunk.usage) is not None:
                     usage = Usage(found.prompt_tokens, found.completion_tokens)
                 for choice in chunk.choices:
+                    if choice.delta.reasoning:
+                        yield Reasoning(choice.delta.reasoning)
                     if choice.delta.content:
                         yield choice.delta.content
                     if choice.finish_reason:

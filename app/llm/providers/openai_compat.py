@@ -13,7 +13,15 @@ from typing import Any
 import httpx
 
 from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
-from app.llm.types import ChatMessage, ModelInfo, ProviderFailure, StreamEnd, Usage
+from app.llm.types import (
+    ChatMessage,
+    ModelInfo,
+    ProviderFailure,
+    Reasoning,
+    Sampling,
+    StreamEnd,
+    Usage,
+)
 
 
 class OpenAICompatProvider:
@@ -26,7 +34,7 @@ class OpenAICompatProvider:
         )
 
     async def stream(
-        self, model: ModelInfo, messages: list[ChatMessage], max_tokens: int | None
+        self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling
     ) -> AsyncIterator[StreamEvent]:
         body: dict[str, Any] = {
             "model": model.model,
@@ -34,8 +42,10 @@ class OpenAICompatProvider:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+        if sampling.max_tokens is not None:
+            body["max_tokens"] = sampling.max_tokens
+        if sampling.temperature is not None:
+            body["temperature"] = sampling.temperature
         usage: Usage | None = None
         finish_reason: str | None = None
         done = False
@@ -55,7 +65,11 @@ class OpenAICompatProvider:
                         u = chunk["usage"]
                         usage = Usage(int(u["prompt_tokens"]), int(u["completion_tokens"]))
                     for choice in chunk.get("choices") or []:
-                        if text := (choice.get("delta") or {}).get("content"):
+                        delta = choice.get("delta") or {}
+                        # vLLM and llama.cpp name it `reasoning_content`, Ollama `reasoning`.
+                        if thought := delta.get("reasoning_content") or delta.get("reasoning"):
+                            yield Reasoning(str(thought))
+                        if text := delta.get("content"):
                             yield str(text)
                         finish_reason = choice.get("finish_reason") or finish_reason
         except httpx.TimeoutException:

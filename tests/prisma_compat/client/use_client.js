@@ -18,6 +18,7 @@ async function main() {
           orderBy: { createdAt: "asc" },
           include: { replies: { select: { id: true } }, reactions: true },
         },
+        titleUsages: true,
       },
     });
     const created = await prisma.conversation.create({

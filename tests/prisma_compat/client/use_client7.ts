@@ -13,9 +13,11 @@ export async function readAndWrite(userId: string, conversationId: string): Prom
   const status: string = conversation.messages[0].status;
   const tokens: number | null = conversation.messages[0].promptTokens;
   const ids: string[] = conversation.messages[0].promptMessageIds;
+  const reasoning: string | null = conversation.messages[0].reasoning;
+  const temperature: number | null = conversation.temperature;
   await prisma.messageReaction.create({
     data: { messageId: conversation.messages[0].id, userId, type: "thumbs_up" },
   });
   const session = await prisma.session.findFirst({ where: { userId }, include: { user: true } });
-  return `${status} ${tokens} ${ids.length} ${session?.user.email}`;
+  return `${status} ${tokens} ${ids.length} ${session?.user.email} ${reasoning} ${temperature}`;
 }

@@ -8,6 +8,7 @@
 import { api } from "./api.js";
 import { $ } from "./dom.js";
 import { newChat, openConversation, wireChat } from "./chat.js";
+import { wireConversationSettings } from "./convsettings.js";
 import { showChatError } from "./messages.js";
 import { guarded, showFatal, showSignIn, wireSession } from "./session.js";
 import { applyPreferences, fillModelSelect, preferredModel, wireSettings } from "./settings.js";
@@ -31,6 +32,7 @@ async function boot() {
   wireSidebar();
   wireChat();
   wireSettings();
+  wireConversationSettings();
   wireStats();
   window.addEventListener("hashchange", () => route().catch(reportError));
   let session = null;

@@ -1,5 +1,6 @@
 // The messages of the open conversation as shown: one version per answer slot, Markdown
-// answers, status lines, versions, reactions, and the bubble of an answer being written.
+// answers with the model's reasoning folded above them, status lines, versions, reactions,
+// and the bubble of an answer being written.
 
 import { api } from "./api.js";
 import { $, h } from "./dom.js";
@@ -87,7 +88,8 @@ function messageElement({ message, versions, index }, isLastAnswer) {
   const body = h("div", { class: "message-body" });
   if (user) body.textContent = message.content;
   else body.append(renderMarkdown(message.content));
-  const el = h("article", { class: `message ${message.role}`, id: `m-${message.id}`, tabindex: "-1", dataset: { status: message.status } }, head, body);
+  const thoughts = !user && message.reasoning ? reasoningElement(message.reasoning).el : null;
+  const el = h("article", { class: `message ${message.role}`, id: `m-${message.id}`, tabindex: "-1", dataset: { status: message.status } }, head, thoughts, body);
   if (!user) {
     const status = statusElement(message);
     if (status) el.append(status);
@@ -146,12 +148,21 @@ export function showChatError(text) {
   box.textContent = text || "";
 }
 
+/** The model's reasoning, folded: shown as plain text (it is untrusted model output). */
+function reasoningElement(text) {
+  const reasoningText = h("div", { class: "reasoning-text" }, text);
+  const el = h("details", { class: "reasoning" }, h("summary", {}, "Reasoning"), reasoningText);
+  return { el, reasoningText };
+}
+
 /** A bubble for the answer being streamed, filled as deltas arrive. */
 export function liveBubble() {
   const body = h("div", { class: "message-body cursor" });
   const status = h("p", { class: "message-status live", role: "status" }, "Answering…");
   const model = h("span", {});
+  const { el: reasoning, reasoningText } = reasoningElement("");
+  reasoning.hidden = true;
   const el = h("article", { class: "message assistant live", tabindex: "-1", dataset: { status: "streaming" } },
-    h("div", { class: "message-head" }, h("strong", {}, "Assistant"), model), body, status);
-  return { el, body, status, model };
+    h("div", { class: "message-head" }, h("strong", {}, "Assistant"), model), reasoning, body, status);
+  return { el, body, status, model, reasoning, reasoningText };
 }

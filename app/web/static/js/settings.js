@@ -55,6 +55,7 @@ async function openSettings() {
   const dialog = $("settings-dialog");
   fillModelSelect($("pref-model"), state.prefs.defaultModel, { withAliases: true });
   $("pref-theme").value = state.prefs.theme;
+  $("pref-system-prompt").value = state.prefs.systemPrompt ?? "";
   const lang = state.prefs.language;
   const languages = LANGUAGES.some(([code]) => code === lang) ? LANGUAGES : [...LANGUAGES, [lang, lang]];
   $("pref-language").replaceChildren(...languages.map(([code, name]) => h("option", { value: code, selected: code === lang }, name)));
@@ -65,7 +66,8 @@ async function openSettings() {
 
 async function savePreference(event) {
   const field = event.target.name;
-  const value = event.target.value;
+  // A blank default system prompt is none of yours: the server's applies.
+  const value = field === "systemPrompt" && !event.target.value.trim() ? null : event.target.value;
   if (field === "theme") applyTheme(value);
   try {
     const prefs = await guarded(() => api("PATCH", "/api/users/me/preferences", { [field]: value }));

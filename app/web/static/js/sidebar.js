@@ -72,6 +72,16 @@ async function renameConversation(conversation) {
   announce("Conversation renamed.");
 }
 
+/** A title made by the title model (streamed, or asked for again): list and header. */
+export function showNewTitle(conversationId, title) {
+  const listed = state.conversations.find((c) => c.id === conversationId);
+  if (listed) {
+    listed.title = title;
+    renderConversationList();
+  }
+  if (state.conversationId === conversationId) setTitle(title);
+}
+
 async function deleteConversation(conversation) {
   const title = conversation.title || "Untitled conversation";
   const ok = await confirmAction({

@@ -1,11 +1,13 @@
 // An answer being written: the request, the stream of UI message chunks painted into a live
-// bubble, Stop, and leaving a stream without stopping it.
+// bubble (the model's reasoning folded above the answer, a new title in the header), Stop,
+// and leaving a stream without stopping it.
 
 import { api, ApiError, sseFrames } from "./api.js";
 import { $, announce } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { liveBubble, renderMessages, scrollToEnd, showChatError } from "./messages.js";
 import { guarded } from "./session.js";
+import { showNewTitle } from "./sidebar.js";
 import { state } from "./state.js";
 
 function setBusy(busy) {
@@ -20,7 +22,7 @@ function setBusy(busy) {
  */
 export async function stream(request, conversationId, { isNew = false, resume = false, refresh }) {
   const controller = new AbortController();
-  const live = { conversationId, controller, bubble: null, parts: null, text: "", messageId: null, stopped: false };
+  const live = { conversationId, controller, bubble: null, parts: null, text: "", reasoning: "", messageId: null, stopped: false };
   if (!resume) begin(live, "Answering…");
   let response;
   try {
@@ -87,12 +89,21 @@ async function readUiMessageStream(response, live) {
         if (live.messageId) live.bubble.id = `m-${live.messageId}`;
         if (chunk.messageMetadata?.model) live.parts.model.textContent = chunk.messageMetadata.model;
         live.text = ""; // a replay starts from the beginning
+        live.reasoning = "";
         renderMessages(); // hides the stored row of this answer, if it is listed
         paint(live);
         break;
       case "text-delta":
         live.text += chunk.delta || "";
         paint(live);
+        break;
+      case "reasoning-delta":
+        live.reasoning += chunk.delta || "";
+        live.parts.reasoning.hidden = false;
+        live.parts.reasoningText.textContent = live.reasoning;
+        break;
+      case "data-chat-title":
+        if (typeof chunk.data === "string") showNewTitle(live.conversationId, chunk.data);
         break;
       case "finish":
         live.status = chunk.messageMetadata?.status;
@@ -101,7 +112,7 @@ async function readUiMessageStream(response, live) {
         showChatError(chunk.errorText || "The answer failed.");
         break;
       default:
-        break; // text-start, text-end, steps and metadata need nothing here
+        break; // text-start, text-end, reasoning-start/-end and metadata need nothing here
     }
   }
 }
