@@ -318,7 +318,12 @@ async def test_lists_pages_search_and_stats_through_the_pooler(
 
 
 async def test_fifty_requests_at_once_and_a_reconnect_in_the_middle_lose_nothing(
-    pair: list[Server], database: Database, groq: FakeLLM, bouncer: PgBouncer, direct_url: str
+    pair: list[Server],
+    direct_pair: list[Server],  # up too: its LISTEN lines are counted below
+    database: Database,
+    groq: FakeLLM,
+    bouncer: PgBouncer,
+    direct_url: str,
 ) -> None:
     headers = {"authorization": f"Bearer {await signed_in(database, 'load')}"}
     a, b = pair
@@ -359,7 +364,7 @@ async def test_fifty_requests_at_once_and_a_reconnect_in_the_middle_lose_nothing
         await bouncer.admin("RECONNECT")
         responses += await asyncio.gather(*requests(1))
     failures = [(r.url, r.status_code, r.text[:200]) for r in responses if r.status_code >= 400]
-    assert not failures
+    assert not failures, (failures, [_available_output(server)[-3000:] for server in pair])
     answers = await _rows(
         database,
         "SELECT content FROM messages WHERE \"userId\" = 'u-load' AND role = 'assistant' "
