@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Double, Index, Integer, MetaData, Text
+from sqlalchemy import BigInteger, Boolean, Column, Double, Index, Integer, MetaData, Text
 from sqlalchemy import Table as SqlTable
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.sql.elements import TextClause
@@ -39,6 +39,10 @@ RELATIONS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str | None]] = {
     ("message_reactions", ("userId",)): ("user", "messageReactions", None),
     ("title_usages", ("userId",)): ("user", "titleUsages", None),
     ("title_usages", ("conversationId",)): ("conversation", "titleUsages", None),
+    ("tags", ("userId",)): ("user", "tags", None),
+    ("conversation_tags", ("conversationId",)): ("conversation", "tags", None),
+    ("conversation_tags", ("tagId",)): ("tag", "conversations", None),
+    ("conversation_tags", ("userId",)): ("user", "conversationTags", None),
 }
 ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
            "NO ACTION": "NoAction", "SET DEFAULT": "SetDefault"}  # fmt: skip
@@ -107,10 +111,14 @@ def _index_columns(index: Index) -> tuple[str, ...]:
     return tuple(c.name for c in index.columns)
 
 
+def _has_expression(index: Index) -> bool:
+    return any(not isinstance(e, Column) for e in index.expressions)
+
+
 def _not_expressible(index: Index) -> str | None:
     """Why Prisma's schema language cannot declare `index`, or None when it can."""
     options = index.dialect_options["postgresql"]
-    if any(not hasattr(e, "name") for e in index.expressions):
+    if _has_expression(index):
         return "an expression index"
     if options.get("where") is not None:
         return f"a partial index (WHERE {options['where']})"
@@ -129,11 +137,12 @@ def _not_expressible(index: Index) -> str | None:
 
 def database_only_indexes(metadata: MetaData) -> dict[str, set[tuple[str, ...]]]:
     """Indexes the migrations make that the export leaves out, as `check` compares them
-    (key columns, then INCLUDE columns), by table."""
+    (key columns, then INCLUDE columns), by table. Expression indexes are not compared
+    (`shape.from_database` skips them too): their key is no list of columns."""
     found: dict[str, set[tuple[str, ...]]] = {}
     for table in metadata.tables.values():
         for index in table.indexes:
-            if _not_expressible(index) is None:
+            if _not_expressible(index) is None or _has_expression(index):
                 continue
             include = tuple(index.dialect_options["postgresql"].get("include") or ())
             columns = _index_columns(index) + tuple(getattr(c, "name", c) for c in include)

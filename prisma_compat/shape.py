@@ -214,8 +214,9 @@ ORDER BY c.relname, a.attnum
 """
 INDEXES_SQL = """
 SELECT t.relname AS table_name, ix.indisunique AS is_unique, ix.indisprimary AS is_primary,
+       -- An expression's place (attnum 0) gives NULL: such an index is skipped.
        ARRAY(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY AS k(num, ord)
-             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.num
+             LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.num
              ORDER BY k.ord) AS columns
 FROM pg_index ix
 JOIN pg_class t ON t.oid = ix.indrelid

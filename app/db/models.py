@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Text,
+    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, TSVECTOR
@@ -161,6 +162,19 @@ class Conversation(Base):
             "generatingUntil",
             postgresql_where=text('"generatingUntil" IS NOT NULL'),
         ),
+        # Revision 0013: the few pinned rows first in the list, and the archived view.
+        Index(
+            "conversations_userId_updatedAt_pinned_idx",
+            "userId",
+            "updatedAt",
+            postgresql_where=text('"pinnedAt" IS NOT NULL'),
+        ),
+        Index(
+            "conversations_userId_updatedAt_archived_idx",
+            "userId",
+            "updatedAt",
+            postgresql_where=text('"archivedAt" IS NOT NULL'),
+        ),
     )
 
     id: Mapped[str] = _id_column()
@@ -184,6 +198,9 @@ class Conversation(Base):
     temperature: Mapped[float | None] = mapped_column(Double)
     max_output_tokens: Mapped[int | None] = mapped_column("maxOutputTokens", Integer)
     title_source: Mapped[str | None] = mapped_column("titleSource", Text)
+    # Revision 0013: set while pinned (first in the list) or archived (out of the list).
+    pinned_at: Mapped[datetime | None] = mapped_column("pinnedAt", Timestamp)
+    archived_at: Mapped[datetime | None] = mapped_column("archivedAt", Timestamp)
 
 
 class Message(Base):
@@ -342,6 +359,60 @@ class TitleUsage(Base):
     completion_tokens: Mapped[int | None] = mapped_column("completionTokens", Integer)
     tokens_estimated: Mapped[bool | None] = mapped_column("tokensEstimated", Boolean)
     error_code: Mapped[str | None] = mapped_column("errorCode", Text)
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+
+
+class Tag(Base):
+    """A user's tag (revision 0013); names are unique per user whatever their case."""
+
+    __tablename__ = "tags"
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("tags"))
+    name: Mapped[str] = mapped_column(Text)
+    color: Mapped[str] = mapped_column(Text, server_default=text("'#6b7280'"), default="#6b7280")
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", Timestamp, default=utc_now, onupdate=utc_now
+    )
+
+
+# An expression index, which Prisma cannot declare: `prisma export` lists it in a comment.
+Index("tags_userId_name_key", Tag.user_id, func.lower(Tag.name), unique=True)
+
+
+class ConversationTag(Base):
+    """A tag on a conversation (revision 0013); `userId` scopes it like every user row."""
+
+    __tablename__ = "conversation_tags"
+    __table_args__ = (
+        Index("conversation_tags_tagId_conversationId_idx", "tagId", "conversationId"),
+        Index("conversation_tags_userId_idx", "userId"),
+    )
+
+    conversation_id: Mapped[str] = mapped_column(
+        "conversationId",
+        Text,
+        ForeignKey(
+            "conversations.id",
+            name="conversation_tags_conversationId_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+        primary_key=True,
+    )
+    tag_id: Mapped[str] = mapped_column(
+        "tagId",
+        Text,
+        ForeignKey("tags.id", name="conversation_tags_tagId_fkey", ondelete="CASCADE",
+                   onupdate="CASCADE"),
+        primary_key=True,
+    )  # fmt: skip
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("conversation_tags"))
     created_at: Mapped[datetime] = mapped_column(
         "createdAt", Timestamp, server_default=NOW, default=utc_now
     )
