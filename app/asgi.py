@@ -38,6 +38,7 @@ from app.lib.rate_limit import rate_limiter
 from app.llm.controllers import list_models
 from app.llm.router import ModelRouter
 from app.observability import metrics, observed, prometheus_config
+from app.organize.controllers import LabelController, TagController
 from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
 from app.stats.controllers import my_stats
@@ -114,6 +115,8 @@ def create_app(
         my_stats,
         ConversationController,
         MessageController,
+        LabelController,
+        TagController,
         UserController,
         web_router(),
     ]

@@ -17,13 +17,15 @@ from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
 from app.chat.streams import event_stream, ui_message_stream, ui_question
 from app.db.models import Conversation
-from app.lib.cursors import decode_keyset
+from app.lib.cursors import decode_keyset, decode_listed
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput
 from app.lib.openapi import also_as, problems, success
 from app.lib.rate_limit import RateLimiter
 from app.lib.time import as_utc
 from app.llm.router import ModelRouter
+from app.organize.schemas import TagRef
+from app.organize.services import tags_of
 
 FlowDep = NamedDependency[ChatFlow]
 RouterDep = NamedDependency[ModelRouter]
@@ -164,10 +166,14 @@ class ConversationController(Controller):
         identity: CurrentIdentity,
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
+        archived: FromQuery[bool] = False,
+        tag: Annotated[str | None, QueryParameter(min_length=1, max_length=255)] = None,
     ) -> schemas.ConversationPage:
-        """Newest activity first; pass `nextCursor` back as `cursor` for the next page."""
+        """Pinned first, then newest activity first; pass `nextCursor` back as `cursor` for
+        the next page. `archived=true`: the archived ones (only them); `tag`: only those
+        with that tag (a tag id: another user's is a 404)."""
         service = ConversationService(db_session, identity.user_id)
-        return await service.list_for_user(limit, decode_keyset(cursor))
+        return await service.list_for_user(limit, decode_listed(cursor), archived, tag)
 
     @post("/", status_code=201)
     async def create_conversation(
@@ -199,7 +205,7 @@ class ConversationController(Controller):
         """The conversation with its latest page of messages."""
         row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
         page = await MessageService(db_session, identity.user_id).page(row.id, None, limit)
-        return _detail(row, page)
+        return _detail(row, page, await tags_of(db_session, identity.user_id, [row.id]))
 
     @patch("/{conversation_id:str}")
     async def rename_conversation(
@@ -221,7 +227,7 @@ class ConversationController(Controller):
         service = ConversationService(db_session, identity.user_id)
         title = data.title if data.title is msgspec.UNSET else _title(data.title, settings)
         row = await service.update(conversation_id, data, router.catalogue, title)
-        return _detail(row)
+        return _detail(row, tags=await tags_of(db_session, identity.user_id, [row.id]))
 
     @post(
         "/{conversation_id:str}/title",
@@ -271,7 +277,7 @@ class ConversationController(Controller):
         """Bring it back from the trash with the messages deleted with it."""
         row = await ConversationService(db_session, identity.user_id).restore(conversation_id)
         page = await MessageService(db_session, identity.user_id).page(row.id, None, None)
-        return _detail(row, page)
+        return _detail(row, page, await tags_of(db_session, identity.user_id, [row.id]))
 
     @get("/{conversation_id:str}/messages")
     async def list_messages(
@@ -351,6 +357,7 @@ class ConversationController(Controller):
             created_at=as_utc(row.created_at),
             updated_at=as_utc(row.updated_at),
             messages=messages,
+            **_labels(row, await tags_of(db_session, identity.user_id, [row.id])),
         )
         return Response(
             body, headers={"Content-Disposition": f'attachment; filename="{filename}.json"'}
@@ -392,7 +399,9 @@ class MessageController(Controller):
 
 
 def _detail(
-    row: Conversation, page: schemas.MessagePage | None = None
+    row: Conversation,
+    page: schemas.MessagePage | None = None,
+    tags: dict[str, list[TagRef]] | None = None,
 ) -> schemas.ConversationDetail:
     return schemas.ConversationDetail(
         id=row.id,
@@ -406,7 +415,17 @@ def _detail(
         model=row.model,
         temperature=row.temperature,
         max_output_tokens=row.max_output_tokens,
+        **_labels(row, tags),
     )
+
+
+def _labels(row: Conversation, tags: dict[str, list[TagRef]] | None) -> dict[str, Any]:
+    """Pinned, archived, tags (issue 23 item 4), as the conversation's JSON carries them."""
+    return {
+        "pinned_at": as_utc(row.pinned_at) if row.pinned_at else None,
+        "archived_at": as_utc(row.archived_at) if row.archived_at else None,
+        "tags": (tags or {}).get(row.id, []),
+    }
 
 
 def _reaction(raw: str) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.lib.schema import CamelStruct
+from app.organize.schemas import TagRef
 
 ReactionType = Literal["like", "dislike", "helpful"]
 REACTION_TYPES: tuple[str, ...] = ("like", "dislike", "helpful")
@@ -112,6 +113,10 @@ class ConversationSummary(CamelStruct):
     last_message: str | None
     last_message_role: str | None
     last_message_at: datetime | None
+    # Issue 23 item 4: pinned (first in the list), archived (out of it), tags.
+    pinned_at: datetime | None = None
+    archived_at: datetime | None = None
+    tags: list[TagRef] = msgspec.field(default_factory=list)
 
 
 class ConversationPage(CamelStruct):
@@ -153,6 +158,10 @@ class ConversationDetail(CamelStruct):
     model: str | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+    # Issue 23 item 4: pinned, archived, tags.
+    pinned_at: datetime | None = None
+    archived_at: datetime | None = None
+    tags: list[TagRef] = msgspec.field(default_factory=list)
 
 
 class TitleResult(CamelStruct):
@@ -170,6 +179,9 @@ class ConversationExport(CamelStruct):
     created_at: datetime
     updated_at: datetime
     messages: list[Message]
+    pinned_at: datetime | None = None
+    archived_at: datetime | None = None
+    tags: list[TagRef] = msgspec.field(default_factory=list)
 
 
 class ConversationSettings(CamelStruct, forbid_unknown_fields=False):

@@ -11,20 +11,33 @@ from typing import Any
 
 import msgspec
 from asyncpg import Record
-from sqlalchemy import Text, and_, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.history import PastMessage
 from app.db.compiled import CompiledQuery, aware_utc
-from app.db.models import Conversation, Message, MessageReaction, Timestamp
-from app.lib.cursors import Keyset, encode_keyset
+from app.db.models import Conversation, ConversationTag, Message, MessageReaction, Timestamp
+from app.lib.cursors import Keyset, Listed, encode_keyset, encode_listed
 from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.lib.pagination import clamp
 from app.lib.time import as_utc, to_naive_utc, utc_now
 from app.llm.catalogue import ModelCatalogue, UnknownModel
 from app.llm.types import ModelInfo, Sampling
+from app.organize.services import TagService, decode_tags, tags_json
 from prisma_compat import cuid
 
 PREVIEW_CHARS = 200
@@ -139,8 +152,61 @@ def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Messa
     )
 
 
-def _conversation_list(after_cursor: bool) -> CompiledQuery:
-    """The list of `list_for_user`: id, title, createdAt, updatedAt, count, preview, role, at."""
+def _list_part(pinned: bool, archived: bool, tagged: bool, after: bool) -> Any:
+    """The ids of one part of the list (pinned or not), newest activity first, at most `size`:
+    each part reads its own index (the pinned ones a partial index of only them)."""
+    query: Any = (
+        select(
+            Conversation.id.label("id"),
+            Conversation.updated_at.label("updatedAt"),
+            literal_column("true" if pinned else "false").label("pinned"),
+        )
+        .where(
+            Conversation.user_id == bindparam("user_id"),
+            Conversation.deleted_at.is_(None),
+            Conversation.pinned_at.is_not(None) if pinned else Conversation.pinned_at.is_(None),
+            Conversation.archived_at.is_not(None)
+            if archived
+            else Conversation.archived_at.is_(None),
+        )
+        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
+        .limit(bindparam("size"))
+    )
+    if tagged:
+        query = query.where(
+            Conversation.id.in_(
+                select(ConversationTag.conversation_id).where(
+                    ConversationTag.tag_id == bindparam("tag_id"),
+                    ConversationTag.user_id == bindparam("user_id"),
+                )
+            )
+        )
+    if after:
+        at, row_id = bindparam("at", type_=Timestamp), bindparam("row_id", type_=Text)
+        query = query.where(
+            or_(
+                Conversation.updated_at < at,
+                and_(Conversation.updated_at == at, Conversation.id < row_id),
+            )
+        )
+    return query
+
+
+def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> CompiledQuery:
+    """The list of `list_for_user`: id, title, createdAt, updatedAt, count, preview, role, at,
+    pinned, pinnedAt, archivedAt, tags. Pinned conversations first, then the others, each part
+    by newest activity; `cursor` is None (first page), "pinned" (the page ended among the
+    pinned ones) or "unpinned" (it ended after them: the pinned part is not read)."""
+    parts: list[Any] = []
+    if cursor in (None, "pinned"):
+        parts.append(_list_part(True, archived, tagged, after=cursor == "pinned"))
+    parts.append(_list_part(False, archived, tagged, after=cursor == "unpinned"))
+    both: Any = union_all(*parts) if len(parts) > 1 else parts[0]
+    keys = (
+        both.order_by(text('pinned DESC, "updatedAt" DESC, id DESC'))
+        .limit(bindparam("size"))
+        .subquery("keys")
+    )
     last = (
         select(
             Message.content.label("content"),
@@ -148,7 +214,7 @@ def _conversation_list(after_cursor: bool) -> CompiledQuery:
             Message.created_at.label("at"),
         )
         .where(
-            Message.conversation_id == Conversation.id,
+            Message.conversation_id == keys.c.id,
             Message.superseded_at.is_(None),
             Message.deleted_at.is_(None),
         )
@@ -158,10 +224,10 @@ def _conversation_list(after_cursor: bool) -> CompiledQuery:
     )
     counted = (
         select(func.count())
-        .where(Message.conversation_id == Conversation.id, Message.deleted_at.is_(None))
+        .where(Message.conversation_id == keys.c.id, Message.deleted_at.is_(None))
         .scalar_subquery()
     )
-    query = (
+    query: Any = (
         select(
             Conversation.id,
             Conversation.title,
@@ -171,25 +237,25 @@ def _conversation_list(after_cursor: bool) -> CompiledQuery:
             func.left(last.c.content, PREVIEW_CHARS).label("preview"),
             last.c.role,
             aware_utc(last.c.at).label("last_at"),
+            keys.c.pinned,
+            aware_utc(Conversation.pinned_at).label("pinned_at"),
+            aware_utc(Conversation.archived_at).label("archived_at"),
+            tags_json(Conversation.id, bindparam("user_id")).label("tags"),
         )
+        .select_from(keys)
+        .join(Conversation, Conversation.id == keys.c.id)
         .outerjoin(last, literal_column("true"))
-        .where(Conversation.user_id == bindparam("user_id"), Conversation.deleted_at.is_(None))
-        .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
-        .limit(bindparam("size"))
+        .order_by(keys.c.pinned.desc(), keys.c["updatedAt"].desc(), keys.c.id.desc())
     )
-    if after_cursor:
-        at, row_id = bindparam("at", type_=Timestamp), bindparam("row_id", type_=Text)
-        query = query.where(
-            or_(
-                Conversation.updated_at < at,
-                and_(Conversation.updated_at == at, Conversation.id < row_id),
-            )
-        )
     return CompiledQuery(query)
 
 
-_CONVERSATIONS = _conversation_list(after_cursor=False)
-_CONVERSATIONS_AFTER = _conversation_list(after_cursor=True)
+_CONVERSATION_LISTS = {
+    (archived, tagged, cursor): _conversation_list(archived, tagged, cursor)
+    for archived in (False, True)
+    for tagged in (False, True)
+    for cursor in (None, "pinned", "unpinned")
+}
 
 # The columns of `schemas.Message`, by the names `_message_from_record` reads.
 _MESSAGE_COLUMNS = (
@@ -315,16 +381,26 @@ class ConversationService:
         return found
 
     async def list_for_user(
-        self, limit: int | None, after: Keyset | None
+        self,
+        limit: int | None,
+        after: Listed | None,
+        archived: bool = False,
+        tag_id: str | None = None,
     ) -> schemas.ConversationPage:
-        """Newest activity first; one SQL statement whatever the page size."""
+        """Pinned first, then newest activity first; archived ones only with `archived`
+        (and only them); with `tag_id` (one of the caller's tags, else NotFound) only those
+        with that tag. One SQL statement whatever the page size."""
         size = clamp(limit, 20, MAX_CONVERSATIONS_PAGE)
+        params: dict[str, Any] = {"user_id": self.user_id, "size": size + 1}
+        if tag_id is not None:
+            await TagService(self.db, self.user_id).get_owned(tag_id)
+            params["tag_id"] = tag_id
+        section = None
         if after is not None:
-            rows = await _CONVERSATIONS_AFTER.fetch(
-                self.db, user_id=self.user_id, size=size + 1, at=after.at, row_id=after.row_id
-            )
-        else:
-            rows = await _CONVERSATIONS.fetch(self.db, user_id=self.user_id, size=size + 1)
+            section = "pinned" if after.pinned else "unpinned"
+            params["at"], params["row_id"] = after.at, after.row_id
+        query = _CONVERSATION_LISTS[archived, tag_id is not None, section]
+        rows = await query.fetch(self.db, **params)
         page = rows[:size]
         return schemas.ConversationPage(
             conversations=[
@@ -337,10 +413,13 @@ class ConversationService:
                     last_message=r[5],
                     last_message_role=r[6],
                     last_message_at=r[7],
+                    pinned_at=r[9],
+                    archived_at=r[10],
+                    tags=decode_tags(r[11]),
                 )
                 for r in page
             ],
-            next_cursor=encode_keyset(to_naive_utc(page[-1][3]), page[-1][0])
+            next_cursor=encode_listed(Listed(to_naive_utc(page[-1][3]), page[-1][0], page[-1][8]))
             if len(rows) > size
             else None,
         )
@@ -532,7 +611,8 @@ class ConversationService:
                     Conversation.id == earlier.c.id,
                     or_(earlier.c.until.is_(None), earlier.c.until < now),
                 )
-                .values(generating_until=now + lease, updated_at=now)
+                # A new message takes the conversation out of the archive, as other apps do.
+                .values(generating_until=now + lease, updated_at=now, archived_at=None)
                 .returning(
                     earlier.c.until,
                     Conversation.system_prompt,

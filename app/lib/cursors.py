@@ -25,7 +25,8 @@ _ROW_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,255}\Z")
 # Search scores are far below this bound.
 _SCORE_PLACES = Decimal("0.000001")
 _SCORE_BOUND = Decimal(10) ** 9
-Mode = Literal["fulltext", "fuzzy"]
+Mode = Literal["fulltext", "fuzzy", "filters"]
+_PINNED = b"pinned|"  # a list cursor that ended among the pinned conversations
 
 
 class Keyset(NamedTuple):
@@ -35,9 +36,19 @@ class Keyset(NamedTuple):
     row_id: str
 
 
+class Listed(NamedTuple):
+    """Where a conversation list page ended: pinned conversations come first, so also which
+    part of the list it was in."""
+
+    at: datetime
+    row_id: str
+    pinned: bool
+
+
 class Ranked(NamedTuple):
     """Where a search page ended: the exact (numeric) score keeps ties between pages in order,
-    and `as_of` the recency boost of the first page."""
+    and `as_of` the recency boost of the first page. A search of filters only (mode
+    `filters`) is ordered by activity: `as_of` is then the last row's `updatedAt`."""
 
     score: Decimal
     conversation_id: str
@@ -60,6 +71,25 @@ def decode_keyset(raw: str | None, field: str = "cursor") -> Keyset | None:
         raise _refused(field) from None
 
 
+def encode_listed(cursor: Listed) -> str:
+    keyset = f"{cursor.at.isoformat()}|{cursor.row_id}".encode()
+    return _encode(_PINNED + keyset if cursor.pinned else keyset)
+
+
+def decode_listed(raw: str | None, field: str = "cursor") -> Listed | None:
+    """A conversation list cursor (`None` when absent); one without the pinned mark (as
+    issued before pins) continues among the unpinned ones; 400 naming `field` otherwise."""
+    if not raw:
+        return None
+    found = _decode(raw, field)
+    pinned = found.startswith(_PINNED)
+    try:
+        stamp, row_id = found.removeprefix(_PINNED).decode().split("|", 1)
+        return Listed(_naive_utc(datetime.fromisoformat(stamp)), _row_id(row_id), pinned)
+    except (ValueError, OverflowError):
+        raise _refused(field) from None
+
+
 def encode_ranked(cursor: Ranked) -> str:
     fields = [str(cursor.score), cursor.conversation_id, cursor.as_of.isoformat(), cursor.mode]
     return _encode(json.dumps(fields).encode())
@@ -76,7 +106,7 @@ def decode_ranked(raw: str | None, field: str = "cursor") -> Ranked | None:
         score, conversation_id, as_of, *mode = found
         if not isinstance(score, str | int) or isinstance(score, bool):
             raise ValueError(score)
-        if mode not in ([], ["fulltext"], ["fuzzy"]):
+        if mode not in ([], ["fulltext"], ["fuzzy"], ["filters"]):
             raise ValueError(mode)
         return Ranked(
             _score(Decimal(score)),

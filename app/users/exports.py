@@ -22,7 +22,15 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.chat.services import message_schema
-from app.db.models import Account, Conversation, Message, Session, UserPreferences
+from app.db.models import (
+    Account,
+    Conversation,
+    ConversationTag,
+    Message,
+    Session,
+    Tag,
+    UserPreferences,
+)
 from app.lib.errors import RateLimited
 from app.lib.time import as_utc
 from app.users import schemas
@@ -73,6 +81,7 @@ async def _head(db: AsyncSession, user_id: str) -> bytes:
     prefs = await db.scalar(select(UserPreferences).where(UserPreferences.user_id == user_id))
     accounts = await db.scalars(select(Account).where(Account.user_id == user_id))
     sessions = await db.scalars(select(Session).where(Session.user_id == user_id))
+    tags = await db.scalars(select(Tag).where(Tag.user_id == user_id).order_by(Tag.id))
     head = schemas.UserExport(
         user=profile(user),
         preferences=preferences_schema(prefs) if prefs else None,
@@ -88,6 +97,10 @@ async def _head(db: AsyncSession, user_id: str) -> bytes:
             }
             for s in sessions
         ],
+        tags=[
+            {"id": t.id, "name": t.name, "color": t.color, "createdAt": as_utc(t.created_at)}
+            for t in tags
+        ],
         conversations=[],
     )
     encoded = _encode(head)
@@ -95,8 +108,8 @@ async def _head(db: AsyncSession, user_id: str) -> bytes:
     return encoded[:-2]
 
 
-def _conversation_head(conversation: Conversation) -> bytes:
-    """`{"id":...,"updatedAt":...,"messages":[`"""
+def _conversation_head(conversation: Conversation, tag_ids: list[str]) -> bytes:
+    """`{"id":...,"updatedAt":...,"tags":[...],"messages":[`"""
     encoded = _encode(
         {
             "id": conversation.id,
@@ -109,6 +122,9 @@ def _conversation_head(conversation: Conversation) -> bytes:
             "model": conversation.model,
             "temperature": conversation.temperature,
             "maxOutputTokens": conversation.max_output_tokens,
+            "pinnedAt": as_utc(conversation.pinned_at) if conversation.pinned_at else None,
+            "archivedAt": as_utc(conversation.archived_at) if conversation.archived_at else None,
+            "tags": tag_ids,
         }
     )
     return encoded[:-1] + b',"messages":['
@@ -123,6 +139,7 @@ async def export_chunks(
         async with session_maker() as db:
             yield await _head(db, user_id)
         pending: deque[Conversation] = deque()
+        tagged: dict[str, list[str]] = {}
         after_conversation: tuple[datetime, str] | None = None
         current: Conversation | None = None  # its messages are being written
         after_message: tuple[datetime, str] | None = None
@@ -140,10 +157,11 @@ async def export_chunks(
                                 done = True
                                 break
                             pending.extend(page)
+                            tagged = await _tag_ids(db, user_id, [c.id for c in page])
                             last = page[-1]
                             after_conversation = (last.created_at, last.id)
                         current, after_message = pending.popleft(), None
-                        head = _conversation_head(current)
+                        head = _conversation_head(current, tagged.get(current.id, []))
                         parts.append(b"," + head if written_conversations else head)
                         written_conversations += 1
                         size += len(head)
@@ -178,6 +196,23 @@ async def _conversations(
     if after is not None:
         statement = statement.where(tuple_(Conversation.created_at, Conversation.id) > after)
     return list(await db.scalars(statement))
+
+
+async def _tag_ids(
+    db: AsyncSession, user_id: str, conversation_ids: list[str]
+) -> dict[str, list[str]]:
+    rows = await db.execute(
+        select(ConversationTag.conversation_id, ConversationTag.tag_id)
+        .where(
+            ConversationTag.user_id == user_id,
+            ConversationTag.conversation_id.in_(conversation_ids),
+        )
+        .order_by(ConversationTag.conversation_id, ConversationTag.tag_id)
+    )
+    found: dict[str, list[str]] = {}
+    for conversation_id, tag_id in rows:
+        found.setdefault(conversation_id, []).append(tag_id)
+    return found
 
 
 async def _messages(

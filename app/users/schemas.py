@@ -50,4 +50,5 @@ class UserExport(CamelStruct):
     preferences: Preferences | None
     accounts: list[dict[str, Any]]
     sessions: list[dict[str, Any]]
+    tags: list[dict[str, Any]]  # each conversation names its tags by id
     conversations: list[dict[str, Any]]
