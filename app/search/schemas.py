@@ -12,6 +12,8 @@ class FoundConversation(CamelStruct):
     id: str
     title: str | None
     updated_at: datetime
+    pinned_at: datetime | None = None
+    archived_at: datetime | None = None
 
 
 class Match(CamelStruct):
@@ -33,4 +35,5 @@ class SearchResult(CamelStruct):
 class SearchPage(CamelStruct):
     results: list[SearchResult]
     next_cursor: str | None
-    mode: Literal["fulltext", "fuzzy"]
+    # `filters`: no words, only filters; newest activity first, every score 0.
+    mode: Literal["fulltext", "fuzzy", "filters"]

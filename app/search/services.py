@@ -15,6 +15,7 @@ import html
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -27,6 +28,7 @@ from app.lib.errors import STATEMENT_TIMEOUT, InvalidInput, TimedOut
 from app.lib.pagination import clamp
 from app.lib.time import as_utc, to_naive_utc, utc_now
 from app.search import schemas
+from app.search.query import parse as parse_query
 
 MAX_QUERY = 256
 MAX_PAGE = 50
@@ -49,15 +51,30 @@ HEADLINE = (
 TITLE_HEADLINE = f"StartSel={START}, StopSel={STOP}, HighlightAll=true"  # the whole title
 
 
+# A conversation with the tag named by `:tag_N`, in any case.
+TAGGED = (
+    'AND EXISTS (SELECT 1 FROM conversation_tags ct JOIN tags t ON t.id = ct."tagId" '
+    'WHERE ct."conversationId" = c.id AND ct."userId" = :uid AND t."userId" = :uid '
+    "AND lower(t.name) = lower(:tag_{index}))"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Filters:
+    """Message filters (`role`, `model`, `since`, `until`: which messages count) and
+    conversation filters (`tags`, `pinned`, `archived`: which conversations)."""
+
     role: str | None = None
     model: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    tags: tuple[str, ...] = ()
+    pinned: bool | None = None
+    archived: bool | None = None
 
     @property
     def any(self) -> bool:
+        """Whether messages are filtered (then titles alone match nothing)."""
         return any(v is not None for v in (self.role, self.model, self.since, self.until))
 
     def sql(self) -> str:
@@ -72,27 +89,52 @@ class Filters:
             parts.append('AND m."createdAt" < :until')
         return " ".join(parts)
 
+    def conversation_sql(self) -> str:
+        """Conditions on the conversation `c` (constants and bound names only)."""
+        parts = []
+        if self.pinned is not None:
+            parts.append(f'AND c."pinnedAt" IS {"NOT " if self.pinned else ""}NULL')
+        if self.archived is not None:
+            parts.append(f'AND c."archivedAt" IS {"NOT " if self.archived else ""}NULL')
+        for index in range(len(self.tags)):
+            parts.append(TAGGED.format(index=index))
+        return " ".join(parts)
+
     def params(self) -> dict[str, Any]:
-        return {"role": self.role, "model": self.model, "since": self.since, "until": self.until}
+        tags = {f"tag_{index}": name for index, name in enumerate(self.tags)}
+        return {
+            "role": self.role, "model": self.model, "since": self.since, "until": self.until,
+            **tags,
+        }  # fmt: skip
 
 
 def validate(
     q: str | None, role: str | None, model: str | None, since: str | None, until: str | None
 ) -> tuple[str, Filters]:
+    """(the words of `q`, maybe none, and every filter: parameters and those written in `q`)."""
     query = (q or "").strip()
     if not query:
         raise InvalidInput("q: must not be empty")
     if len(query) > MAX_QUERY:
         raise InvalidInput(f"q: longer than {MAX_QUERY} characters")
-    query = fold_negations(query)
+    words, asked = parse_query(query)
+    words = fold_negations(words)
     if role is not None and role not in ("user", "assistant"):
         raise InvalidInput("role: must be user or assistant")
     if model is not None and (not model.strip() or len(model) > 200):
         raise InvalidInput("model: must be a model id")
+    if asked.model and model and asked.model != model:
+        raise InvalidInput("q: model: names another model than the model parameter")
     start, end = _when("from", since), _when("to", until)
     if start and end and start >= end:
         raise InvalidInput("from: must be before to")
-    return query, Filters(role, model, start, end)
+    start = max(filter(None, (start, asked.after)), default=None)
+    end = min(filter(None, (end, asked.before)), default=None)
+    if start and end and start >= end:
+        raise InvalidInput("q: after:/before: leave no time between from and to")
+    filters = Filters(role, model or asked.model, start, end, tuple(asked.tags), asked.pinned,
+                      asked.archived)  # fmt: skip
+    return words, filters
 
 
 def _when(name: str, raw: str | None) -> datetime | None:
@@ -244,8 +286,12 @@ class SearchService:
         """One page of results; TimedOut (503) when a statement runs past the timeout."""
         size = clamp(limit, 20, MAX_PAGE)
         terms = split_terms(query)
+        if after is not None and (after.mode == "filters") != (not query):
+            raise InvalidInput("cursor: from a search with other words")
         await self._bounded()
         try:
+            if not query:
+                return await self._filtered(filters, size, after)
             return await self._page(query, terms, filters, size, after)
         except DBAPIError as exc:
             if _beyond_tsquery_limits(exc):
@@ -282,9 +328,54 @@ class SearchService:
 
     def _result(self, row: Any, matches: list[schemas.Match]) -> schemas.SearchResult:
         return schemas.SearchResult(
-            conversation=schemas.FoundConversation(row.cid, row.title, as_utc(row.updated_at)),
+            conversation=schemas.FoundConversation(
+                row.cid,
+                row.title,
+                as_utc(row.updated_at),
+                pinned_at=as_utc(row.pinned_at) if row.pinned_at else None,
+                archived_at=as_utc(row.archived_at) if row.archived_at else None,
+            ),
             score=float(row.score),
             matches=matches,
+        )
+
+    async def _filtered(
+        self, filters: Filters, size: int, after: Ranked | None
+    ) -> schemas.SearchPage:
+        """Filters and no words: the conversations they select (with a message they select,
+        when they filter messages), newest activity first, as the list pages."""
+        messages = ""
+        if filters.any:
+            messages = f"""
+              AND EXISTS (
+                SELECT 1 FROM messages m
+                WHERE m."conversationId" = c.id AND m."userId" = :uid
+                  AND m."supersededAt" IS NULL AND m."deletedAt" IS NULL {filters.sql()})"""  # noqa: S608
+        keyset = ""
+        if after is not None:
+            keyset = 'AND (c."updatedAt", c.id) < (:after_at, :after_id)'
+        statement = text(f"""
+            SELECT c.id AS cid, c.title, c."updatedAt" AS updated_at, c."pinnedAt" AS pinned_at,
+                   c."archivedAt" AS archived_at, 0 AS score
+            FROM conversations c
+            WHERE c."userId" = :uid AND c."deletedAt" IS NULL
+              {filters.conversation_sql()} {messages} {keyset}
+            ORDER BY c."updatedAt" DESC, c.id DESC
+            LIMIT :size
+        """)  # noqa: S608 (constants and bound names only)
+        params = {
+            "uid": self.user_id, "size": size + 1, "after_at": after.as_of if after else None,
+            "after_id": after.conversation_id if after else None, **filters.params(),
+        }  # fmt: skip
+        rows = list((await self.db.execute(statement, params)).all())
+        page = rows[:size]
+        next_cursor = (
+            encode_ranked(Ranked(Decimal(0), page[-1].cid, page[-1].updated_at, "filters"))
+            if len(rows) > size
+            else None
+        )
+        return schemas.SearchPage(
+            results=[self._result(r, []) for r in page], next_cursor=next_cursor, mode="filters"
         )
 
     async def _fulltext(
@@ -313,10 +404,11 @@ class SearchService:
                 {titles}
             ),{excluded_cte}
             g AS (SELECT cid, max(rank) AS best, count(*) AS hits FROM hits GROUP BY cid)
-            SELECT g.cid, c.title, c."updatedAt" AS updated_at, {SCORE} AS score
+            SELECT g.cid, c.title, c."updatedAt" AS updated_at, c."pinnedAt" AS pinned_at,
+                   c."archivedAt" AS archived_at, {SCORE} AS score
             FROM g JOIN conversations c
                 ON c.id = g.cid AND c."userId" = :uid AND c."deletedAt" IS NULL
-            WHERE true {excluded} {keyset}
+            WHERE true {filters.conversation_sql()} {excluded} {keyset}
             ORDER BY score DESC, g.cid DESC
             LIMIT :size
         """)  # noqa: S608 (no user input is formatted in; all values are bound)
@@ -415,10 +507,11 @@ class SearchService:
             hits AS MATERIALIZED (SELECT * FROM recent WHERE rank >= :threshold),{excluded_cte}
             g AS (SELECT cid, round(max(rank)::numeric, 6) AS score FROM hits GROUP BY cid),
             page AS (
-                SELECT g.cid, c.title, c."updatedAt" AS updated_at, g.score
+                SELECT g.cid, c.title, c."updatedAt" AS updated_at, c."pinnedAt" AS pinned_at,
+                       c."archivedAt" AS archived_at, g.score
                 FROM g JOIN conversations c
                     ON c.id = g.cid AND c."userId" = :uid AND c."deletedAt" IS NULL
-                WHERE true {excluded} {keyset if after else ""}
+                WHERE true {filters.conversation_sql()} {excluded} {keyset if after else ""}
                 ORDER BY g.score DESC, g.cid DESC
                 LIMIT :size
             ),
@@ -428,13 +521,13 @@ class SearchService:
                            ORDER BY h.rank DESC, h.created_at DESC) AS place
                 FROM hits h JOIN page p ON p.cid = h.cid
             )
-            SELECT p.cid, p.title, p.updated_at, p.score,
+            SELECT p.cid, p.title, p.updated_at, p.pinned_at, p.archived_at, p.score,
                    coalesce(json_agg(json_build_array(b.id, b.role, b.created_at, m.content)
                                      ORDER BY b.place), '[]') AS matches
             FROM page p
             JOIN best b ON b.cid = p.cid AND b.place <= :per
             JOIN messages m ON m.id = b.id
-            GROUP BY p.cid, p.title, p.updated_at, p.score
+            GROUP BY p.cid, p.title, p.updated_at, p.pinned_at, p.archived_at, p.score
             ORDER BY p.score DESC, p.cid DESC
         """)  # noqa: S608
         params = {
