@@ -75,8 +75,14 @@ def tags_json(conversation_id: Any, user_id: Any) -> Any:
 _decode_tags = msgspec.json.Decoder(list[schemas.TagRef]).decode
 
 
-def decode_tags(raw: str | None) -> list[schemas.TagRef]:
-    return _decode_tags(raw) if raw else []
+def decode_tags(raw: str | list[Any] | None) -> list[schemas.TagRef]:
+    """`tags_json`'s value: JSON text, or already decoded where the connection has a JSON
+    codec (the read pool)."""
+    if not raw:
+        return []
+    if isinstance(raw, str):
+        return _decode_tags(raw)
+    return msgspec.convert(raw, list[schemas.TagRef])
 
 
 async def tags_of(
