@@ -1,5 +1,6 @@
 """Hostile values for the query parameters the API decodes itself: cursors (`cursor`,
-`before`), time zones (`tz`) and instants (`from`, `to`). A fixed list for the explicit sweep
+`before`), time zones (`tz`), instants (`from`, `to`), search filters (in `q`) and tag ids
+(`tag`). A fixed list for the explicit sweep
 in tests/ops/test_fuzz.py, and hypothesis strategies for the schemathesis run (fuzz_hooks.py).
 """
 
@@ -16,6 +17,8 @@ from hypothesis import strategies as st
 CURSOR_PARAMETERS = frozenset({"cursor", "before"})
 ZONE_PARAMETERS = frozenset({"tz"})
 INSTANT_PARAMETERS = frozenset({"from", "to"})
+QUERY_PARAMETERS = frozenset({"q"})  # the filters written in a search (issue 23 item 4)
+TAG_PARAMETERS = frozenset({"tag"})
 
 
 def b64(raw: str | bytes) -> str:
@@ -106,6 +109,45 @@ INSTANTS: list[str] = [
 ]
 
 
+# Search filters with values no search can use: each is a 400 on q
+# (tests/search/test_search_filters.py), never a 500.
+QUERIES: list[str] = [
+    "tag:",
+    'tag:""',
+    'tag:"',
+    'tag:"unclosed',
+    "tag:" + "x" * 41,
+    "hello " + " ".join(f"tag:t{i}" for i in range(11)),
+    "pinned:maybe",
+    "pinned:",
+    "archived:1",
+    "pinned:true pinned:false",
+    "model:",
+    "model:" + "x" * 201,
+    "model:a<b>",
+    "before:2026-13-01",
+    "before:2026-02-30",
+    "after:0000-01-01",
+    "after:20260101",
+    "before:1e999999",
+    "after:\uff12\uff10\uff12\uff16-01-01",
+    "before:2026-01-01 after:2026-02-01",
+    "before:2026-01-01 before:2026-02-01",
+]
+# Odd but valid searches: answered (200), never a 500.
+ODD_QUERIES: list[str] = [
+    "tag:\u202e" * 3,  # one name
+    "after:9999-12-31",
+    "before:0001-01-01",
+    "tag:x pinned:true archived:true model:m before:2026-01-01 after:2025-01-01",
+    "-tag:x",  # a NOT of the word `tag:x`
+    "tag:" + "-" * 40,
+    "tag:x " + "-" * 40,
+]
+# Tag ids for the list's `tag` filter.
+TAG_IDS: list[str] = ["", "x" * 5000, "\u202e", "../x", "' OR 1=1 --", "%", "*"]
+
+
 def hostile_values(name: str) -> list[str]:
     """The fixed hostile values for a query parameter of this name (none for other names)."""
     if name in CURSOR_PARAMETERS:
@@ -114,6 +156,10 @@ def hostile_values(name: str) -> list[str]:
         return ZONES
     if name in INSTANT_PARAMETERS:
         return INSTANTS
+    if name in QUERY_PARAMETERS:
+        return QUERIES + ODD_QUERIES
+    if name in TAG_PARAMETERS:
+        return TAG_IDS
     return []
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.auth.conftest import make_session, make_user
-from tests.hostile import b64
+from tests.hostile import ODD_QUERIES, QUERIES, TAG_IDS, b64
 from tests.search.test_search import Seeder
 from tests.test_bad_input import assert_problem
 
@@ -247,3 +247,29 @@ async def test_a_zone_both_know_is_answered(seeded: Seeded) -> None:
     await seed.conversation("plans", "plans for the weekend")
     stats = await _get(client, "/api/users/me/stats", tz="America/Argentina/Buenos_Aires")
     assert stats["messageCount"] == 1
+
+
+# Search filters in `q` and the list's `tag` (issue 23 item 4).
+
+
+@pytest.mark.parametrize("q", QUERIES, ids=range(len(QUERIES)))
+async def test_a_hostile_search_filter_is_a_400_naming_q(seeded: Seeded, q: str) -> None:
+    client, seed = seeded
+    await seed.conversation("hello", "hello there")
+    assert_problem(await client.get(SEARCH, params={"q": q}), 400, "q")
+
+
+@pytest.mark.parametrize("q", ODD_QUERIES, ids=range(len(ODD_QUERIES)))
+async def test_an_odd_but_valid_search_filter_is_answered(seeded: Seeded, q: str) -> None:
+    client, seed = seeded
+    await seed.conversation("hello", "hello there")
+    response = await client.get(SEARCH, params={"q": q})
+    assert response.status_code == 200, response.text
+    assert response.json()["results"] == []
+
+
+@pytest.mark.parametrize("tag", TAG_IDS, ids=range(len(TAG_IDS)))
+async def test_a_hostile_tag_id_is_a_400_or_not_found(seeded: Seeded, tag: str) -> None:
+    client, _ = seeded
+    response = await client.get("/api/conversations", params={"tag": tag})
+    assert_problem(response, 400 if not tag or len(tag) > 255 else 404)

@@ -16,7 +16,10 @@ from tests.hostile import strategy_for
 
 FUZZER_EMAIL = "fuzzer@example.com"
 # Queries that reach past `q`'s own checks, so that the other parameters are decoded.
-SEARCHABLE = st.sampled_from(["hello", "hello OR there", "-" * 40 + "hello", '"hello there"'])
+SEARCHABLE = st.sampled_from(
+    ["hello", "hello OR there", "-" * 40 + "hello", '"hello there"', "hello tag:x pinned:false",
+     "archived:false", "model:dev-echo after:2026-01-01"]
+)  # fmt: skip
 
 
 @schemathesis.auth().skip_for(method="DELETE", path="/api/users/me")

@@ -128,7 +128,7 @@ BODIES = [
     b'--x\r\nContent-Disposition: form-data; name="title"\r\n\r\nx\r\n--x--\r\n',
     b"\xff\xfe{\x00}\x00",
 ]
-SWEPT = {"cursor", "before", "tz", "from", "to"}
+SWEPT = {"cursor", "before", "tz", "from", "to", "q", "tag"}
 
 
 def _server_error_or_no_problem(response: httpx.Response) -> str | None:
