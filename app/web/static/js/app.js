@@ -3,7 +3,8 @@
 //
 // This entry starts the page and routes `#/...` to a view; each view is a module of its own:
 // session.js (sign-in), sidebar.js (list, search), chat.js with messages.js and stream.js,
-// settings.js, stats.js. They share state.js, api.js, dom.js and dialogs.js.
+// settings.js, stats.js, tags.js (tags, pins, the archive). They share state.js, api.js,
+// dom.js and dialogs.js.
 
 import { api } from "./api.js";
 import { $ } from "./dom.js";
@@ -15,6 +16,7 @@ import { applyPreferences, fillModelSelect, preferredModel, wireSettings } from 
 import { closeSidebar, loadConversationList, wireSidebar } from "./sidebar.js";
 import { state } from "./state.js";
 import { renderStats, wireStats } from "./stats.js";
+import { loadTags, wireTags } from "./tags.js";
 
 // The views: the <section> each shows, and what opening it does with the rest of the path.
 // A new view (shares, say) is a module, a <section> in index.html and an entry here.
@@ -34,6 +36,7 @@ async function boot() {
   wireSettings();
   wireConversationSettings();
   wireStats();
+  wireTags(() => loadConversationList(true));
   window.addEventListener("hashchange", () => route().catch(reportError));
   let session = null;
   try {
@@ -64,7 +67,7 @@ async function startApp() {
   state.serverDefault = models.default;
   applyPreferences(prefs);
   fillModelSelect($("model-select"), preferredModel());
-  await loadConversationList(true);
+  await Promise.all([loadConversationList(true), loadTags()]);
   // Shown only now: a message typed earlier would be wiped by the first route().
   $("app").hidden = false;
   await route();

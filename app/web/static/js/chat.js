@@ -6,6 +6,7 @@ import { $ } from "./dom.js";
 import { focusMessage, renderMessages, scrollToEnd, showChatError } from "./messages.js";
 import { loadConversationList, renderConversationList } from "./sidebar.js";
 import { setTitle, state } from "./state.js";
+import { showConversationTags } from "./tags.js";
 import { detachLive, stopAnswer, stream } from "./stream.js";
 
 const MESSAGE_PAGE = 100;
@@ -17,6 +18,7 @@ export function newChat() {
   state.messagesCursor = null;
   state.shownVersion.clear();
   setTitle(null);
+  showConversationTags([]);
   $("chat-tools").hidden = true;
   renderMessages();
   renderConversationList();
@@ -51,6 +53,7 @@ export async function openConversation(id, focusMessageId) {
   state.messages = page.messages;
   state.messagesCursor = page.nextCursor;
   setTitle(detail.title);
+  showConversationTags(detail.tags);
   $("export-json").href = `${base}/export?format=json`;
   $("export-md").href = `${base}/export?format=markdown`;
   $("chat-tools").hidden = false;

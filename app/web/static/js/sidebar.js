@@ -6,23 +6,30 @@ import { closed, confirmAction } from "./dialogs.js";
 import { $, announce, h } from "./dom.js";
 import { guarded } from "./session.js";
 import { setTitle, state } from "./state.js";
+import { setLabel, tagChips } from "./tags.js";
 
 const PAGE_SIZE = 30;
 
+let listSeq = 0;
+
+/** The first page again (`reset`: the view or filter changed, or a row moved; an older
+ * answer still on its way is then dropped), or the next page. */
 export async function loadConversationList(reset) {
-  if (state.listLoading) return;
-  if (!reset && !state.listCursor) return;
+  if (!reset && (state.listLoading || !state.listCursor)) return;
+  const seq = ++listSeq;
   state.listLoading = true;
   try {
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (!reset && state.listCursor) params.set("cursor", state.listCursor);
+    if (state.listArchived) params.set("archived", "true");
+    if (state.listTag) params.set("tag", state.listTag);
     const page = await guarded(() => api("GET", `/api/conversations?${params}`));
-    if (!page) return;
+    if (!page || seq !== listSeq) return;
     state.conversations = reset ? page.conversations : [...state.conversations, ...page.conversations];
     state.listCursor = page.nextCursor;
     renderConversationList();
   } finally {
-    state.listLoading = false;
+    if (seq === listSeq) state.listLoading = false;
   }
 }
 
@@ -31,9 +38,11 @@ export function renderConversationList() {
   list.replaceChildren(
     ...state.conversations.map((c) => {
       const title = c.title || "Untitled conversation";
+      const pinned = Boolean(c.pinnedAt);
+      const archived = Boolean(c.archivedAt);
       return h(
         "li",
-        { class: c.id === state.conversationId ? "current" : "", dataset: { id: c.id } },
+        { class: [c.id === state.conversationId ? "current" : "", pinned ? "pinned" : ""].join(" ").trim(), dataset: { id: c.id } },
         h(
           "a",
           {
@@ -41,15 +50,19 @@ export function renderConversationList() {
             href: `#/c/${encodeURIComponent(c.id)}`,
             "aria-current": c.id === state.conversationId ? "page" : false,
           },
-          h("span", { class: "title" }, title),
+          h("span", { class: "title" }, pinned ? h("span", { class: "pin-mark", "aria-label": "Pinned" }, "★ ") : null, title),
+          tagChips(c.tags),
           c.lastMessage ? h("span", { class: "preview" }, c.lastMessage.slice(0, 120)) : null,
         ),
+        h("button", { type: "button", "aria-label": `${pinned ? "Unpin" : "Pin"} ${title}`, title: pinned ? "Unpin" : "Pin", "aria-pressed": String(pinned), onclick: () => setLabel(c, "pin", !pinned) }, pinned ? "★" : "☆"),
+        h("button", { type: "button", "aria-label": `${archived ? "Unarchive" : "Archive"} ${title}`, title: archived ? "Unarchive" : "Archive", onclick: () => setLabel(c, "archive", !archived) }, archived ? "⊞" : "⊟"),
         h("button", { type: "button", "aria-label": `Rename ${title}`, title: "Rename", onclick: () => renameConversation(c) }, "✎"),
         h("button", { type: "button", "aria-label": `Delete ${title}`, title: "Delete", onclick: () => deleteConversation(c) }, "✕"),
       );
     }),
   );
   $("list-empty").hidden = state.conversations.length > 0;
+  $("list-empty").textContent = state.listArchived ? "Nothing archived." : state.listTag ? "No conversation has this tag." : "No conversations yet.";
   $("load-more").hidden = !state.listCursor;
 }
 

@@ -10,6 +10,10 @@ export const state = {
   conversations: [],
   listCursor: null,
   listLoading: false,
+  listArchived: false, // the archived view instead of the list
+  listTag: "", // the list's tag filter (a tag id)
+  tags: [],
+  conversationTags: [], // the open conversation's
   conversationId: null,
   messages: [],
   messagesCursor: null,
@@ -21,7 +25,7 @@ export const state = {
 export function resetState() {
   Object.assign(state, {
     user: null, prefs: null, conversations: [], listCursor: null, conversationId: null,
-    messages: [], messagesCursor: null, live: null,
+    messages: [], messagesCursor: null, live: null, tags: [], listTag: "", listArchived: false,
   });
   state.shownVersion.clear();
   document.getElementById("conversation-list").replaceChildren();
