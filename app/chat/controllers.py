@@ -159,7 +159,7 @@ class ConversationController(Controller):
     path = "/api/conversations"
     tags = ["conversations"]
 
-    @get("/")
+    @get("/", responses=problems(404, s404="No such tag (or not yours)"))
     async def list_conversations(
         self,
         db_session: DbSession,
