@@ -101,96 +101,92 @@ async def _user(connection: asyncpg.Connection, email: str) -> str:
     return str(await connection.fetchval("SELECT id FROM users WHERE email = $1", email))
 
 
-async def main_async(rounds: int, runs: int) -> None:
-    with database_url_for(load_settings()) as server_url:
-        url = bench_database_url(server_url)
-        raw = await asyncpg.connect(to_libpq(url))
-        engine = create_async_engine(to_async_url(url), pool_size=2)
-        maker = async_sessionmaker(engine, expire_on_commit=False)
-        captured: list[tuple[str, Any]] = []
+async def main_async(url: str, rounds: int, runs: int) -> None:
+    raw = await asyncpg.connect(to_libpq(url))
+    engine = create_async_engine(to_async_url(url), pool_size=2)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    captured: list[tuple[str, Any]] = []
 
-        @event.listens_for(engine.sync_engine, "before_cursor_execute")
-        def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-            captured.append((statement, parameters))
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        captured.append((statement, parameters))
 
-        try:
-            users = {
-                "heavy": await _user(raw, HEAVY_USER),
-                "typical": await _user(raw, TYPICAL_USER),
+    try:
+        users = {
+            "heavy": await _user(raw, HEAVY_USER),
+            "typical": await _user(raw, TYPICAL_USER),
+        }
+        tags = {who: await organise(raw, uid) for who, uid in users.items()}
+        await raw.execute("ANALYZE conversations; ANALYZE tags; ANALYZE conversation_tags")
+        figures: dict[str, Any] = {"rounds": rounds, "runs": runs}
+        plans: list[str] = []
+        for who, uid in users.items():
+            second = await raw.fetchrow(
+                'SELECT id, "updatedAt" FROM conversations WHERE "userId" = $1 AND '
+                '"pinnedAt" IS NULL AND "archivedAt" IS NULL AND "deletedAt" IS NULL '
+                'ORDER BY "updatedAt" DESC, id DESC OFFSET 9 LIMIT 1',
+                uid,
+            )
+            lists = {
+                "list_before (baseline)": (LIST_BEFORE, [uid, 21]),
+                "list": _list((False, False, None), user_id=uid, size=21),
+                "list_page2": _list((False, False, "unpinned"), user_id=uid, size=21,
+                                    at=second["updatedAt"], row_id=second["id"]),
+                "archived_view": _list((True, False, None), user_id=uid, size=21),
+                "tag_common": _list((False, True, None), user_id=uid, size=21,
+                                    tag_id=tags[who]["work"]),
+                "tag_rare": _list((False, True, None), user_id=uid, size=21,
+                                  tag_id=tags[who]["rare"]),
+            }  # fmt: skip
+            searches = {
+                "words (baseline)": "python",
+                "words tag:work": "python tag:work",
+                "words tag:rare": "python tag:rare",
+                "words pinned:true": "python pinned:true",
+                "words archived:false": "python archived:false",
+                "words model:": "python model:gemini/gemini-2.5-flash",
+                "words after:": "python after:2026-06-01",
+                "only tag:work": "tag:work",
+                "only archived:true": "archived:true",
+                "only model:": "model:gemini/gemini-2.5-flash",
+                "only after: tag:work": "after:2026-06-01 tag:work",
             }
-            tags = {who: await organise(raw, uid) for who, uid in users.items()}
-            await raw.execute("ANALYZE conversations; ANALYZE tags; ANALYZE conversation_tags")
-            figures: dict[str, Any] = {"rounds": rounds, "runs": runs}
-            plans: list[str] = []
-            for who, uid in users.items():
-                second = await raw.fetchrow(
-                    'SELECT id, "updatedAt" FROM conversations WHERE "userId" = $1 AND '
-                    '"pinnedAt" IS NULL AND "archivedAt" IS NULL AND "deletedAt" IS NULL '
-                    'ORDER BY "updatedAt" DESC, id DESC OFFSET 9 LIMIT 1',
-                    uid,
-                )
-                lists = {
-                    "list_before (baseline)": (LIST_BEFORE, [uid, 21]),
-                    "list": _list((False, False, None), user_id=uid, size=21),
-                    "list_page2": _list((False, False, "unpinned"), user_id=uid, size=21,
-                                        at=second["updatedAt"], row_id=second["id"]),
-                    "archived_view": _list((True, False, None), user_id=uid, size=21),
-                    "tag_common": _list((False, True, None), user_id=uid, size=21,
-                                        tag_id=tags[who]["work"]),
-                    "tag_rare": _list((False, True, None), user_id=uid, size=21,
-                                      tag_id=tags[who]["rare"]),
-                }  # fmt: skip
-                searches = {
-                    "words (baseline)": "python",
-                    "words tag:work": "python tag:work",
-                    "words tag:rare": "python tag:rare",
-                    "words pinned:true": "python pinned:true",
-                    "words archived:false": "python archived:false",
-                    "words model:": "python model:gemini/gemini-2.5-flash",
-                    "words after:": "python after:2026-06-01",
-                    "only tag:work": "tag:work",
-                    "only archived:true": "archived:true",
-                    "only model:": "model:gemini/gemini-2.5-flash",
-                    "only after: tag:work": "after:2026-06-01 tag:work",
-                }
-                times: dict[str, list[list[float]]] = {k: [] for k in [*lists, *searches]}
-                for _ in range(rounds):
-                    for name, (sql, args) in lists.items():
-                        times[name].append(
-                            await _timed(lambda s=sql, a=args: raw.fetch(s, *a), runs)
-                        )
-                    for name, q in searches.items():
-
-                        async def search(q: str = q, uid: str = uid) -> None:
-                            words, filters = validate(q, None, None, None, None)
-                            async with maker() as db:
-                                await SearchService(db, uid).search(words, filters, 20, None)
-
-                        times[name].append(await _timed(search, runs))
-                figures[who] = {
-                    name: {
-                        "p50_ms": round(median([percentile(r, 50) for r in rounds_]), 2),
-                        "p95_ms": round(median([percentile(r, 95) for r in rounds_]), 2),
-                    }
-                    for name, rounds_ in times.items()
-                }
+            times: dict[str, list[list[float]]] = {k: [] for k in [*lists, *searches]}
+            for _ in range(rounds):
                 for name, (sql, args) in lists.items():
-                    plan = await raw.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
-                    plans += [f"== {who}: {name}", *(r[0] for r in plan), ""]
-                for q in searches.values():
-                    words, filters = validate(q, None, None, None, None)
-                    captured.clear()
-                    async with maker() as db:
-                        await SearchService(db, uid).search(words, filters, 20, None)
-                    statement, parameters = max(captured, key=lambda c: len(c[0]))
-                    plan = await raw.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *parameters)
-                    plans += [f"== {who}: search {q!r}", *(r[0] for r in plan), ""]
-                _report(who, figures[who])
-            (RESULTS / "explain_organize.txt").write_text("\n".join(plans))
-            write("organize", figures)
-        finally:
-            await raw.close()
-            await engine.dispose()
+                    times[name].append(await _timed(lambda s=sql, a=args: raw.fetch(s, *a), runs))
+                for name, q in searches.items():
+
+                    async def search(q: str = q, uid: str = uid) -> None:
+                        words, filters = validate(q, None, None, None, None)
+                        async with maker() as db:
+                            await SearchService(db, uid).search(words, filters, 20, None)
+
+                    times[name].append(await _timed(search, runs))
+            figures[who] = {
+                name: {
+                    "p50_ms": round(median([percentile(r, 50) for r in rounds_]), 2),
+                    "p95_ms": round(median([percentile(r, 95) for r in rounds_]), 2),
+                }
+                for name, rounds_ in times.items()
+            }
+            for name, (sql, args) in lists.items():
+                plan = await raw.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+                plans += [f"== {who}: {name}", *(r[0] for r in plan), ""]
+            for q in searches.values():
+                words, filters = validate(q, None, None, None, None)
+                captured.clear()
+                async with maker() as db:
+                    await SearchService(db, uid).search(words, filters, 20, None)
+                statement, parameters = max(captured, key=lambda c: len(c[0]))
+                plan = await raw.fetch("EXPLAIN (ANALYZE, BUFFERS) " + statement, *parameters)
+                plans += [f"== {who}: search {q!r}", *(r[0] for r in plan), ""]
+            _report(who, figures[who])
+        (RESULTS / "explain_organize.txt").write_text("\n".join(plans))
+        write("organize", figures)
+    finally:
+        await raw.close()
+        await engine.dispose()
 
 
 async def _timed(run: Any, runs: int) -> list[float]:
@@ -213,7 +209,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    asyncio.run(main_async(args.rounds, args.runs))
+    with database_url_for(load_settings()) as server_url:
+        url = bench_database_url(server_url)
+        asyncio.run(main_async(url, args.rounds, args.runs))
 
 
 if __name__ == "__main__":

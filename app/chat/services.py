@@ -173,11 +173,13 @@ def _list_part(pinned: bool, archived: bool, tagged: bool, after: bool) -> Any:
         .limit(bindparam("size"))
     )
     if tagged:
+        # The tag is the caller's (checked before) and so is the conversation. A condition on
+        # conversation_tags."userId" as well led the generic plan to read all the user's links
+        # by that index for each page (10 ms at 5,000 conversations, instead of 1).
         query = query.where(
             Conversation.id.in_(
                 select(ConversationTag.conversation_id).where(
-                    ConversationTag.tag_id == bindparam("tag_id"),
-                    ConversationTag.user_id == bindparam("user_id"),
+                    ConversationTag.tag_id == bindparam("tag_id")
                 )
             )
         )
@@ -240,7 +242,7 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
             keys.c.pinned,
             aware_utc(Conversation.pinned_at).label("pinned_at"),
             aware_utc(Conversation.archived_at).label("archived_at"),
-            tags_json(Conversation.id, bindparam("user_id")).label("tags"),
+            tags_json(Conversation.id).label("tags"),
         )
         .select_from(keys)
         .join(Conversation, Conversation.id == keys.c.id)

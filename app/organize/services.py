@@ -47,9 +47,10 @@ def _tag_schema(tag: Tag, count: int) -> schemas.Tag:
     )
 
 
-def tags_json(conversation_id: Any, user_id: Any) -> Any:
+def tags_json(conversation_id: Any) -> Any:
     """A scalar subquery: the conversation's tags as a JSON array of `{id, name, color}`, by
-    name (for lists read as records; `decode_tags` reads it)."""
+    name (for lists read as records; `decode_tags` reads it). The conversation is the
+    caller's: its links are found by the primary key, not the user's index of all links."""
     return (
         select(
             func.coalesce(
@@ -65,9 +66,7 @@ def tags_json(conversation_id: Any, user_id: Any) -> Any:
         )
         .select_from(ConversationTag)
         .join(Tag, Tag.id == ConversationTag.tag_id)
-        .where(
-            ConversationTag.conversation_id == conversation_id, ConversationTag.user_id == user_id
-        )
+        .where(ConversationTag.conversation_id == conversation_id)
         .scalar_subquery()
     )
 

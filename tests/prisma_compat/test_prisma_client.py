@@ -335,3 +335,10 @@ async def test_a_generated_client_reads_and_writes_the_extended_tables(
         )
         current = page.json()["messages"][-1]
         assert (current["id"], current["reactions"]) == (ids["answer"], ["thumbs_up"])
+        # The tag and the pin Prisma wrote (revision 0013): first in the list, with its tag.
+        assert [t["tag"]["name"] for t in result["tagged"]["tags"]] == ["Baking"]
+        listed = (await client.get("/api/conversations", headers=bearer)).json()["conversations"]
+        assert listed[0]["id"] == created["id"] and listed[0]["pinnedAt"] is not None
+        assert listed[0]["tags"] == [
+            {"id": result["tag"]["id"], "name": "Baking", "color": "#b45309"}
+        ]

@@ -47,7 +47,17 @@ async function main() {
       where: { id: process.env.ANSWER_ID },
       include: { reactions: true, replyTo: { select: { id: true } } },
     });
-    console.log(JSON.stringify({ read, created, followUp, reaction, duplicate, answer }));
+    // Revision 0013: a tag on the new conversation, pinned (issue 23 item 4).
+    const tag = await prisma.tag.create({
+      data: { userId, name: "Baking", color: "#b45309", updatedAt: new Date(),
+              conversations: { create: [{ conversationId: created.id, userId }] } },
+    });
+    const tagged = await prisma.conversation.update({
+      where: { id: created.id },
+      data: { pinnedAt: new Date() },
+      include: { tags: { include: { tag: true } } },
+    });
+    console.log(JSON.stringify({ read, created, followUp, reaction, duplicate, answer, tag, tagged }));
   } finally {
     await prisma.$disconnect();
   }
