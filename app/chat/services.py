@@ -21,6 +21,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     union_all,
     update,
 )
@@ -152,9 +153,10 @@ def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Messa
     )
 
 
-def _list_part(pinned: bool, archived: bool, tagged: bool, after: bool) -> Any:
+def _list_part(pinned: bool, archived: bool, tagged: Any, after: bool) -> Any:
     """The ids of one part of the list (pinned or not), newest activity first, at most `size`:
-    each part reads its own index (the pinned ones a partial index of only them)."""
+    each part reads its own index (the pinned ones a partial index of only them), or, with a
+    tag, the tag's conversations (`tagged`, a CTE)."""
     query: Any = (
         select(
             Conversation.id.label("id"),
@@ -162,7 +164,8 @@ def _list_part(pinned: bool, archived: bool, tagged: bool, after: bool) -> Any:
             literal_column("true" if pinned else "false").label("pinned"),
         )
         .where(
-            Conversation.user_id == bindparam("user_id"),
+            # With a tag, the owner comes from the tag's links (see `_conversation_list`).
+            Conversation.user_id == bindparam("user_id") if tagged is None else true(),
             Conversation.deleted_at.is_(None),
             Conversation.pinned_at.is_not(None) if pinned else Conversation.pinned_at.is_(None),
             Conversation.archived_at.is_not(None)
@@ -172,16 +175,10 @@ def _list_part(pinned: bool, archived: bool, tagged: bool, after: bool) -> Any:
         .order_by(Conversation.updated_at.desc(), Conversation.id.desc())
         .limit(bindparam("size"))
     )
-    if tagged:
-        # The tag is the caller's (checked before) and so is the conversation. A condition on
-        # conversation_tags."userId" as well led the generic plan to read all the user's links
-        # by that index for each page (10 ms at 5,000 conversations, instead of 1).
-        query = query.where(
-            Conversation.id.in_(
-                select(ConversationTag.conversation_id).where(
-                    ConversationTag.tag_id == bindparam("tag_id")
-                )
-            )
+    if tagged is not None:
+        query = query.select_from(tagged).join(
+            Conversation,
+            and_(Conversation.id == tagged.c.id, Conversation.user_id == tagged.c.owner),
         )
     if after:
         at, row_id = bindparam("at", type_=Timestamp), bindparam("row_id", type_=Text)
@@ -199,10 +196,25 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
     pinned, pinnedAt, archivedAt, tags. Pinned conversations first, then the others, each part
     by newest activity; `cursor` is None (first page), "pinned" (the page ended among the
     pinned ones) or "unpinned" (it ended after them: the pinned part is not read)."""
+    # A tag's conversations first (materialized: the cost follows the tag's size), joined by
+    # primary key and owner. The prepared statement's generic plan, which takes every user for
+    # one of 27 conversations, otherwise read all the user's conversations and kept the tagged
+    # ones: 10 to 40 ms for a tag on 5 of the heavy user's 5,000, instead of 0.3.
+    tag_ids = (
+        select(ConversationTag.conversation_id.label("id"), ConversationTag.user_id.label("owner"))
+        .where(
+            ConversationTag.tag_id == bindparam("tag_id"),
+            ConversationTag.user_id == bindparam("user_id"),
+        )
+        .cte("tagged")
+        .prefix_with("MATERIALIZED")
+        if tagged
+        else None
+    )
     parts: list[Any] = []
     if cursor in (None, "pinned"):
-        parts.append(_list_part(True, archived, tagged, after=cursor == "pinned"))
-    parts.append(_list_part(False, archived, tagged, after=cursor == "unpinned"))
+        parts.append(_list_part(True, archived, tag_ids, after=cursor == "pinned"))
+    parts.append(_list_part(False, archived, tag_ids, after=cursor == "unpinned"))
     both: Any = union_all(*parts) if len(parts) > 1 else parts[0]
     keys = (
         both.order_by(text('pinned DESC, "updatedAt" DESC, id DESC'))
