@@ -208,6 +208,11 @@ def _extend(model: Model, table: SqlTable, new_model: bool) -> None:
         fields = [
             Call(c, (), (("ops", Call("raw", (ops[c],))),)) if c in ops else Ref(c) for c in columns
         ]
+        if _has_expression(index):  # shown as SQL writes it: `lower(name)`
+            fields = [
+                Ref(e.name if isinstance(e, Column) else str(e).replace(f"{table.name}.", ""))
+                for e in index.expressions
+            ]
         kwargs = {"type": Ref("Gin")} if options.get("using") == "gin" else {}
         attribute = Attribute(kind, [fields], kwargs)
         reason = _not_expressible(index)
