@@ -33,6 +33,7 @@ from app.search.query import parse as parse_query
 MAX_QUERY = 256
 MAX_PAGE = 50
 MATCHES_PER_CONVERSATION = 3
+FILTERED_SNIPPET_CHARS = 160  # a search of filters alone shows this much of each message
 FUZZY_THRESHOLD = 0.3  # a swapped pair of letters (recieve/receive) scores 0.375
 # Fuzzy mode compares the start of the query with the start of the caller's latest messages
 # only. Word similarity's cost grows with both texts' lengths: `lorm ipsm` over 36,000 messages
@@ -381,9 +382,45 @@ class SearchService:
             if len(rows) > size
             else None
         )
+        found = await self._filtered_matches(filters, [r.cid for r in page])
         return schemas.SearchPage(
-            results=[self._result(r, []) for r in page], next_cursor=next_cursor, mode="filters"
+            results=[self._result(r, found.get(r.cid, [])) for r in page],
+            next_cursor=next_cursor,
+            mode="filters",
         )
+
+    async def _filtered_matches(
+        self, filters: Filters, conversation_ids: list[str]
+    ) -> dict[str, list[schemas.Match]]:
+        """With message filters, the latest three messages they select in each conversation
+        of the page (their first words as the snippet, nothing marked); none otherwise."""
+        if not filters.any or not conversation_ids:
+            return {}
+        statement = text(f"""
+            SELECT r.id, r.cid, r.role, r.created_at, left(r.content, :chars) AS start
+            FROM unnest(CAST(:ids AS text[])) AS p(cid)
+            CROSS JOIN LATERAL (
+                SELECT m.id, m."conversationId" AS cid, m.role, m."createdAt" AS created_at,
+                       m.content
+                FROM messages m
+                WHERE m."conversationId" = p.cid AND m."userId" = :uid
+                  AND m."supersededAt" IS NULL AND m."deletedAt" IS NULL {filters.sql()}
+                ORDER BY m."createdAt" DESC, m.id DESC
+                LIMIT :per
+            ) r
+        """)  # noqa: S608 (constants and bound names only)
+        rows = await self.db.execute(
+            statement,
+            {"ids": conversation_ids, "uid": self.user_id, "per": MATCHES_PER_CONVERSATION,
+             "chars": FILTERED_SNIPPET_CHARS, **filters.params()},
+        )  # fmt: skip
+        found: dict[str, list[schemas.Match]] = {}
+        for row in rows:
+            start = row.start if len(row.start) < FILTERED_SNIPPET_CHARS else row.start + " …"
+            found.setdefault(row.cid, []).append(
+                schemas.Match("message", row.id, row.role, as_utc(row.created_at), _snippet(start))
+            )
+        return found
 
     async def _fulltext(
         self, terms: Terms, filters: Filters, size: int, after: Ranked | None, as_of: datetime

@@ -127,11 +127,37 @@ async def test_filters_alone_list_conversations_newest_first_in_pages(seeded: Se
     await _tag(client, "keep", *ids[:4], empty)
     page = await _search(client, "tag:keep", limit=2)
     assert page["mode"] == "filters" and len(page["results"]) == 2
-    assert all(r["score"] == 0 and r["matches"] == [] for r in page["results"])
+    assert all(r["score"] == 0 and r["matches"] == [] for r in page["results"])  # no message filter
     assert await _titles(client, "tag:keep", limit=2) == ["c0", "empty", "c1", "c2", "c3"]
     # A message filter keeps only conversations with such a message (not the empty one).
     day = (utc_now() - timedelta(days=2)).date().isoformat()
     assert await _titles(client, f"tag:keep after:{day}", limit=1) == ["c0", "c1", "c2"]
+
+
+async def test_message_filters_alone_show_the_latest_messages_they_select(
+    seeded: Seeded,
+) -> None:
+    client, seed = seeded
+    older = await seed.conversation("older", age_days=1)
+    await seed.message(older, "assistant", "an older answer", utc_now() - timedelta(days=1),
+                       model="llama")  # fmt: skip
+    mixed = await seed.conversation("mixed")
+    at = utc_now()
+    await seed.message(mixed, "user", "q1", at)
+    await seed.message(mixed, "assistant", "<b>first</b> answer", at + timedelta(seconds=1),
+                       model="llama")  # fmt: skip
+    await seed.message(mixed, "assistant", "x" * 300, at + timedelta(seconds=2), model="llama")
+    await seed.message(mixed, "assistant", "from gemini", at + timedelta(seconds=3),
+                       model="gemini-2.5-flash")  # fmt: skip
+    page = await _search(client, "model:llama")
+    assert [r["conversation"]["title"] for r in page["results"]] == ["mixed", "older"]
+    assert [m["snippet"] for m in page["results"][0]["matches"]] == [
+        "x" * 160 + " …",
+        "&lt;b&gt;first&lt;/b&gt; answer",  # escaped, as every snippet is
+    ]
+    assert page["results"][0]["matches"][0]["role"] == "assistant"
+    (gemini,) = (await _search(client, "model:gemini-2.5-flash"))["results"]
+    assert [m["snippet"] for m in gemini["matches"]] == ["from gemini"]
 
 
 async def test_a_quoted_filter_is_searched_as_text(seeded: Seeded) -> None:
