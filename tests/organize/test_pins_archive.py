@@ -154,3 +154,14 @@ async def test_another_users_conversation_cannot_be_pinned_or_archived(
 @pytest.mark.parametrize("value", ["maybe", "2", ""])
 async def test_archived_must_be_a_boolean(api: httpx.AsyncClient, value: str) -> None:
     assert_problem(await api.get("/api/conversations", params={"archived": value}), 400)
+
+
+async def test_regenerating_in_an_archived_conversation_takes_it_out_too(
+    api: httpx.AsyncClient,
+) -> None:
+    chat = await ok(api.post("/api/chat", json={"message": "first question"}))
+    conversation_id = chat["conversationId"]
+    await ok(api.put(f"/api/conversations/{conversation_id}/archive"))
+    await ok(api.post(f"/api/conversations/{conversation_id}/regenerate", json={"stream": False}))
+    assert [r["id"] for r in await listed(api)] == [conversation_id]
+    assert await listed(api, archived="true") == []
