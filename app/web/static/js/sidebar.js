@@ -173,7 +173,8 @@ async function runSearch(event) {
       return h(
         "div",
         { class: "search-result" },
-        h("a", { class: "result-title", href: `#/c/${id}` }, title),
+        h("a", { class: "result-title", href: `#/c/${id}` }, title,
+          result.conversation.archivedAt ? h("span", { class: "muted small" }, " (archived)") : null),
         result.matches
           .filter((match) => match.source === "message" && match.messageId)
           .map((match) =>
