@@ -17,6 +17,7 @@ from app.auth.controllers import AuthController, EmailSignInController, dev_logi
 from app.auth.google import GoogleOIDC
 from app.auth.guard import authenticate, current_identity, optional_identity
 from app.auth.origins import cors_config, drop_foreign_cors_headers
+from app.chat.admission import Admission
 from app.chat.controllers import (
     ConversationController,
     MessageController,
@@ -103,6 +104,7 @@ def create_app(
         sweep_seconds=settings.answer_sweep_seconds,
     )
     flow = ChatFlow(settings, answers)
+    admission = Admission(settings, answers)
     purger = TrashPurger(database, timedelta(days=settings.trash_retention_days))
     handlers: list[Any] = [
         health,
@@ -191,6 +193,7 @@ def create_app(
                     redis, "search", settings.search_rate_limit, settings.search_rate_window
                 ),
                 "export_slots": ExportSlots(settings.export_concurrency),
+                "chat_admission": admission,
             }
         ),
         response_headers=[ResponseHeader(name="X-Content-Type-Options", value="nosniff")],

@@ -106,6 +106,11 @@ class Settings(BaseSettings):
         default=30.0, gt=0, validation_alias="LLM_TOKEN_GAP_TIMEOUT"
     )
     llm_total_timeout: float = Field(default=300.0, gt=0, validation_alias="LLM_TOTAL_TIMEOUT")
+    # Open streams per provider and process: the HTTP client's connection limit. Sized for
+    # the capacity goal (issue 22: 1,000 answers at once); the groq SDK's own default is 100.
+    llm_max_connections: int = Field(
+        default=1200, ge=1, le=100_000, validation_alias="LLM_MAX_CONNECTIONS"
+    )
     dev_echo_delay_ms: int = Field(default=20, ge=0, le=5000, validation_alias="DEV_ECHO_DELAY_MS")
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     system_prompt: str = Field(
@@ -147,6 +152,16 @@ class Settings(BaseSettings):
         default=30, ge=0, le=36_500, validation_alias="TRASH_RETENTION_DAYS"
     )
     chat_rate_limit: int = Field(default=20, ge=1, validation_alias="CHAT_RATE_LIMIT")
+    # Starting an answer (its SQL: question, answer row, lease) takes one of this many turns,
+    # in arrival order; at most CHAT_START_QUEUE wait, for at most CHAT_START_WAIT seconds, and
+    # at most CHAT_MAX_ANSWERS answers run at once in a process. Past these: 503 + Retry-After,
+    # before anything is stored.
+    chat_start_concurrency: int | None = Field(
+        default=None, ge=1, le=1000, validation_alias="CHAT_START_CONCURRENCY"
+    )
+    chat_start_queue: int = Field(default=2000, ge=0, validation_alias="CHAT_START_QUEUE")
+    chat_start_wait: float = Field(default=15.0, gt=0, le=600, validation_alias="CHAT_START_WAIT")
+    chat_max_answers: int = Field(default=2000, ge=1, validation_alias="CHAT_MAX_ANSWERS")
     chat_rate_window: int = Field(default=60, ge=1, validation_alias="CHAT_RATE_WINDOW")
     db_pool_size: int = Field(default=10, ge=1, le=200, validation_alias="DB_POOL_SIZE")
     db_pool_timeout: float = Field(default=5.0, gt=0, le=60, validation_alias="DB_POOL_TIMEOUT")
@@ -198,6 +213,7 @@ class Settings(BaseSettings):
         "metrics_token",
         "docs_enabled",
         "quota_daily_messages",
+        "chat_start_concurrency",
         "quota_daily_tokens",
         mode="before",
     )

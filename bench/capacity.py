@@ -181,9 +181,9 @@ def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
 
 
 def _plain(payload: bytes) -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-        % (len(payload), payload)
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(payload),
+        payload,
     )
 
 
@@ -354,14 +354,14 @@ async def _users(database_url: str) -> list[str]:
     try:
         ids = [f"capacity{i:05d}" for i in range(USERS)]
         await connection.execute(
-            'INSERT INTO users (id, email, "updatedAt") SELECT id, id || \'@bench.example\', '
+            "INSERT INTO users (id, email, \"updatedAt\") SELECT id, id || '@bench.example', "
             "now() FROM unnest($1::text[]) AS id ON CONFLICT DO NOTHING",
             ids,
         )
         await connection.execute(
             'INSERT INTO sessions (id, "sessionToken", "userId", expires) SELECT id, '
             "'token-' || id, id, now() + interval '7 days' FROM unnest($1::text[]) AS id "
-            'ON CONFLICT (id) DO UPDATE SET expires = EXCLUDED.expires',
+            "ON CONFLICT (id) DO UPDATE SET expires = EXCLUDED.expires",
             ids,
         )
         return [f"token-{i}" for i in ids]
@@ -436,7 +436,9 @@ async def level(app: App, fake_port: int, database_url: str, tokens: list[str], 
         "cpu_per_answer_ms": round(cpu / max(len(answered), 1) * 1000, 2),
         "upstream_max_open": seen["max_open"],
         "stored": stored,
-        "stored_exact": stored["questions"] == len(answered) == stored["exact"]
+        "stored_exact": stored["questions"]
+        == len(answered)
+        == stored["exact"]
         == stored["answers"],
         "load_before": load,
     }
@@ -454,15 +456,17 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
                         "--port-base", str(fake_port), "--tokens", str(answer_tokens)]  # fmt: skip
         if shutil.which("taskset"):
             fake_command = ["taskset", "-c", "1", *fake_command]
-        fake = subprocess.Popen(fake_command, cwd=ROOT, stdout=subprocess.PIPE)
+        fake = subprocess.Popen(fake_command, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: ASYNC220
         assert fake.stdout is not None
         fake.stdout.readline()
         log = ROOT / "bench" / "results" / f"capacity-app-{answer_tokens}.log"
         app = App(database_url, fake_port, app_port, args.workers, args.profile, log)
+        spy: subprocess.Popen[bytes] | None = None
         try:
             await app.ready()
             await level(app, fake_port, database_url, tokens, 20, f"warm{time.time_ns()}",
                         answer_tokens)  # fmt: skip
+            spy = _py_spy(app.pid, args.py_spy, answer_tokens) if args.py_spy else None
             if args.cpu:
                 for round_ in range(args.rounds):
                     got = await level(app, fake_port, database_url, tokens, 100,
@@ -472,11 +476,21 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
             else:
                 for n in args.levels:
                     for round_ in range(args.rounds):
-                        got = await level(app, fake_port, database_url, tokens, n,
-                                          f"L{n}r{round_}t{time.time_ns()}", answer_tokens)
+                        got = await level(
+                            app,
+                            fake_port,
+                            database_url,
+                            tokens,
+                            n,
+                            f"L{n}r{round_}t{time.time_ns()}",
+                            answer_tokens,
+                        )
                         figures["levels"].append(got)
                         await asyncio.sleep(2)
         finally:
+            if spy is not None:
+                spy.send_signal(2)
+                spy.wait(timeout=60)
             app.stop()
             fake.terminate()
             fake.wait()
@@ -496,6 +510,49 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     return figures
 
 
+def _py_spy(pid: int, out: str, answer_tokens: int) -> subprocess.Popen[bytes]:
+    """py-spy (`uvx py-spy`, from PyPI) sampling the app, as collapsed stacks (idle frames
+    left out); summarise with `python -m bench.capacity --summarise FILE`."""
+    path = out.replace(".txt", f"-{answer_tokens}.txt")
+    command = [
+        "uvx",
+        "py-spy",
+        "record",
+        "-p",
+        str(pid),
+        "-F",
+        "-f",
+        "raw",
+        "-r",
+        "200",
+        "-o",
+        path,
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarise(path: str, top: int = 30) -> str:
+    """Self and inclusive share of the samples per function, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        n = int(count)
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+    lines = [f"{total} samples; self %, inclusive %, function (file:line)"]
+    for frame, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * n / total:5.1f} {100 * inclusive[frame] / total:5.1f}  {frame}")
+    lines.append("-- inclusive --")
+    for frame, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        lines.append(f"{100 * own.get(frame, 0) / total:5.1f} {100 * n / total:5.1f}  {frame}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--levels", default="50,200,500,1000,2000")
@@ -505,10 +562,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cpu", action="store_true")
     parser.add_argument("--profile", help="run the app under cProfile, stats to this file")
+    parser.add_argument("--py-spy", help="sample the app with py-spy into this file (.txt)")
+    parser.add_argument("--summarise", help="print the top functions of a py-spy file")
     parser.add_argument("--out", default="capacity")
     parser.add_argument("--fake-upstream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tokens", type=int, default=TOKENS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.summarise:
+        print(summarise(args.summarise))
+        return
     if args.fake_upstream:
         asyncio.run(serve_fake(args.port_base, TTFT, args.tokens, RATE))
         return
@@ -517,7 +579,7 @@ def main() -> None:
         args.rounds = 2
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     from app.cli import database_url_for
     from app.settings import load_settings

@@ -13,6 +13,7 @@ from litestar.response import Stream
 
 from app.auth.guard import CurrentIdentity
 from app.chat import schemas
+from app.chat.admission import Admission
 from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
 from app.chat.streams import event_stream, ui_message_stream, ui_question
@@ -64,7 +65,15 @@ async def _answer(exchange: Exchange, stream: bool) -> Response[Any] | Stream:
             "`Accept: text/event-stream` this API's events; with the AI SDK's body the AI "
             "SDK's UI message stream (v1)",
         ),
-        **problems(404, 409, 429, s404="No such conversation (or not yours)"),
+        **problems(
+            404,
+            409,
+            429,
+            503,
+            s404="No such conversation (or not yours)",
+            s503="The server is answering as many chats as it can, or the database is "
+            "unavailable: retry after `Retry-After` seconds (nothing was stored)",
+        ),
     },
     opt=also_as("text/event-stream"),
 )
@@ -82,28 +91,32 @@ async def chat(
     end even if the client goes away."""
     limiter: RateLimiter = request.app.state.chat_limiter
     await limiter.hit(identity.user_id, "chat messages")
+    admission: Admission = request.app.state.chat_admission
     if data.speaks_ai_sdk:
         if data.id is None:
             raise InvalidInput("id: required (the chat id)")
         if data.trigger == "regenerate-message":
-            exchange = await flow.regenerate(db_session, identity.user_id, data.id, data.model)
+            async with admission.turn(db_session):
+                exchange = await flow.regenerate(db_session, identity.user_id, data.id, data.model)
         else:
             text, client_id = ui_question(data)
-            exchange = await flow.ask(
-                db_session, identity.user_id, text, data.id, data.model,
-                client_message_id=client_id, create_conversation=True,
-            )  # fmt: skip
+            async with admission.turn(db_session):
+                exchange = await flow.ask(
+                    db_session, identity.user_id, text, data.id, data.model,
+                    client_message_id=client_id, create_conversation=True,
+                )  # fmt: skip
         return ui_message_stream(exchange)
     if not isinstance(data.message, str):
         raise InvalidInput("message: required")
-    exchange = await flow.ask(
-        db_session,
-        identity.user_id,
-        data.message,
-        data.conversation_id,
-        data.model,
-        client_message_id=data.client_message_id,
-    )
+    async with admission.turn(db_session):
+        exchange = await flow.ask(
+            db_session,
+            identity.user_id,
+            data.message,
+            data.conversation_id,
+            data.model,
+            client_message_id=data.client_message_id,
+        )
     return await _answer(exchange, _wants_stream(request, data.stream))
 
 
@@ -299,7 +312,7 @@ class ConversationController(Controller):
         status_code=200,
         responses={
             **success(schemas.ChatResult, "The new answer (JSON), or its events as they come"),
-            **problems(409, 429),
+            **problems(409, 429, 503),
         },
         opt=also_as("text/event-stream"),
     )
@@ -315,9 +328,11 @@ class ConversationController(Controller):
         """Answer the last user message again; the earlier answer is kept as a version."""
         limiter: RateLimiter = request.app.state.chat_limiter
         await limiter.hit(identity.user_id, "chat messages")
-        exchange = await flow.regenerate(
-            db_session, identity.user_id, conversation_id, data.model if data else None
-        )
+        admission: Admission = request.app.state.chat_admission
+        async with admission.turn(db_session):
+            exchange = await flow.regenerate(
+                db_session, identity.user_id, conversation_id, data.model if data else None
+            )
         return await _answer(exchange, _wants_stream(request, data.stream if data else None))
 
     @get(

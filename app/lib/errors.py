@@ -71,6 +71,15 @@ class ServiceUnavailable(DomainError):
     title = "Service Unavailable"
 
 
+class Busy(ServiceUnavailable):
+    """This process is serving as much as it can (answers at once, or starts waiting);
+    `retry_after` is in whole seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+
 # The SQLSTATE of a statement cancelled for running past its statement_timeout.
 STATEMENT_TIMEOUT = "57014"
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from app.lib.gates import Gate
 from app.lib.metrics import record_provider_failure
 from app.llm.catalogue import ModelCatalogue
 from app.llm.providers.base import Provider
@@ -70,6 +71,16 @@ def _http_timeout(deadlines: Deadlines) -> httpx.Timeout:
     return httpx.Timeout(deadlines.total, connect=deadlines.connect)
 
 
+def _http_limits(settings: Settings) -> httpx.Limits:
+    """The providers' connection limits (LLM_MAX_CONNECTIONS): an open stream is a connection,
+    so this is how many answers a provider serves at once. Idle ones are all kept (for 5 s,
+    httpx's default): a burst of answers does not reconnect for each one."""
+    import httpx
+
+    limit = settings.llm_max_connections
+    return httpx.Limits(max_connections=limit, max_keepalive_connections=limit)
+
+
 @dataclass
 class ModelRouter:
     catalogue: ModelCatalogue
@@ -77,6 +88,9 @@ class ModelRouter:
     deadlines: Deadlines = field(default_factory=Deadlines)
     fallback: list[str] | None = None  # None: the other providers' default models
     health: dict[str, ProviderHealth] = field(default_factory=dict)
+    # Per provider, its connections (LLM_MAX_CONNECTIONS): a stream waits here, in arrival
+    # order and in /metrics, rather than silently inside the HTTP client's pool.
+    gates: dict[str, Gate] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in self.providers:
@@ -95,13 +109,19 @@ class ModelRouter:
             from app.llm.providers.groq import GroqProvider
 
             providers["groq"] = GroqProvider(
-                settings.groq_api_key, settings.groq_base_url, _http_timeout(deadlines)
+                settings.groq_api_key,
+                settings.groq_base_url,
+                _http_timeout(deadlines),
+                _http_limits(settings),
             )
         if settings.gemini_api_key:
             from app.llm.providers.gemini import GeminiProvider
 
             providers["gemini"] = GeminiProvider(
-                settings.gemini_api_key, settings.gemini_base_url, _http_timeout(deadlines)
+                settings.gemini_api_key,
+                settings.gemini_base_url,
+                _http_timeout(deadlines),
+                _http_limits(settings),
             )
         if settings.openai_compat_base_url:
             from app.llm.providers.openai_compat import OpenAICompatProvider
@@ -110,7 +130,13 @@ class ModelRouter:
                 settings.openai_compat_base_url,
                 settings.openai_compat_api_key,
                 _http_timeout(deadlines),
+                _http_limits(settings),
             )
+        gates = {
+            name: Gate(f"provider:{name}", settings.llm_max_connections)
+            for name in providers
+            if name != "dev"
+        }
         if not providers:
             providers["dev"] = DevEchoProvider(settings.dev_echo_delay_ms / 1000)
         local_models = [m.strip() for m in settings.openai_compat_models.split(",") if m.strip()]
@@ -129,7 +155,7 @@ class ModelRouter:
             fallback = [
                 catalogue.resolve(m).id for m in settings.llm_fallback.split(",") if m.strip()
             ]
-        return cls(catalogue, providers, deadlines, fallback)
+        return cls(catalogue, providers, deadlines, fallback, gates=gates)
 
     def resolve(self, requested: str | None) -> ModelInfo:
         """Raises UnknownModel (with the available ids) for anything not on offer."""
@@ -237,12 +263,19 @@ class Generation:
         total_deadline = self._started + deadlines.total
         for index, model in enumerate(self.chain):
             provider = self.router.providers[model.provider]
+            gate = self.router.gates.get(model.provider)
             events = provider.stream(model, self.messages, self.sampling)
             end: StreamEnd | None = None
             failure: ProviderFailure | None = None
+            held = False
             try:
                 # One timer, moved on at every delta: cheaper than a new context per delta.
                 async with asyncio.timeout(None) as deadline:
+                    if gate is not None:  # waiting for a connection is before the first token
+                        wait = min(deadlines.first_token, total_deadline - time.perf_counter())
+                        deadline.reschedule(loop.time() + max(wait, 0))
+                        await gate.acquire()
+                        held = True
                     while True:
                         started = self.time_to_first_token_ms is not None
                         wait = deadlines.token_gap if started else deadlines.first_token
@@ -269,6 +302,9 @@ class Generation:
                 failure = exc
             finally:
                 await events.aclose()  # type: ignore[attr-defined]
+                if held:
+                    assert gate is not None
+                    gate.release()
             self.router.record(model.provider, failure)
             if failure is None and end is not None:
                 self.answered_by = model

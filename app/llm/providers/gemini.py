@@ -29,8 +29,14 @@ BLOCKED = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"}
 class GeminiProvider:
     name = "gemini"
 
-    def __init__(self, api_key: str, base_url: str | None, timeout: httpx.Timeout) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout)
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str | None,
+        timeout: httpx.Timeout,
+        limits: httpx.Limits | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(timeout=timeout, limits=limits or httpx.Limits())
         self.client = genai.Client(
             api_key=api_key,
             http_options=types.HttpOptions(

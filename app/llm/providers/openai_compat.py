@@ -27,10 +27,19 @@ from app.llm.types import (
 class OpenAICompatProvider:
     name = "local"
 
-    def __init__(self, base_url: str, api_key: str | None, timeout: httpx.Timeout) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout: httpx.Timeout,
+        limits: httpx.Limits | None = None,
+    ) -> None:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/", headers=headers, timeout=timeout
+            base_url=base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=timeout,
+            limits=limits or httpx.Limits(),
         )
 
     async def stream(
