@@ -45,12 +45,13 @@ class Admission:
         if len(self.answers.by_conversation) + starting >= self.max_answers:
             REFUSED.labels(gate="chat_answers").inc()
             raise self._full(5)
-        if db.in_transaction():
-            await db.commit()  # hold no pooled connection while waiting for a turn
-        try:
-            await self.starts.acquire()
-        except Full as exc:
-            raise self._full(exc.retry_after) from None
+        if not self.starts.try_acquire():
+            if db.in_transaction():
+                await db.commit()  # hold no pooled connection while waiting for a turn
+            try:
+                await self.starts.acquire()
+            except Full as exc:
+                raise self._full(exc.retry_after) from None
         try:
             yield
         finally:

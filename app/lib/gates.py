@@ -62,9 +62,15 @@ class Gate:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
+    def try_acquire(self) -> bool:
+        """Take a place if one is free and nobody waits for it."""
         if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        if self.try_acquire():
             return
         if self.queue is not None and len(self._waiters) >= self.queue:
             REFUSED.labels(gate=self.name).inc()
