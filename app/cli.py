@@ -116,6 +116,20 @@ def served_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def _raise_open_files_limit() -> None:
+    """Each answer being streamed holds two sockets (the client's, the provider's): the usual
+    soft limit of 1,024 open files would stop a process at about 500 answers. The hard limit
+    is what the system allows this process."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):  # not POSIX, or not allowed: keep the limit
+        logger.debug("could not raise the open files limit", exc_info=True)
+
+
 def serve(args: argparse.Namespace) -> None:
     import importlib
 
@@ -126,6 +140,8 @@ def serve(args: argparse.Namespace) -> None:
     from app.settings import load_settings
 
     settings = load_settings()
+    workers = args.workers if args.workers is not None else settings.web_concurrency
+    _raise_open_files_limit()
     if "auth_url" not in settings.model_fields_set:
         # Links in emails, redirects and the cookie Origin check name the address served.
         settings = settings.model_copy(update={"auth_url": served_url(args.host, args.port)})
@@ -172,7 +188,7 @@ def serve(args: argparse.Namespace) -> None:
         # X-Forwarded-For/-Proto count only from TRUSTED_PROXIES (uvicorn's default trusts
         # loopback, which lets any local client pick the address its rate limits count).
         proxy_headers = bool(settings.trusted_proxies)
-        if args.reload or args.workers > 1:
+        if args.reload or workers > 1:
             # Worker processes build their own app from the environment.
             os.environ["DATABASE_URL"] = url
             os.environ["AUTH_URL"] = settings.auth_url
@@ -182,7 +198,7 @@ def serve(args: argparse.Namespace) -> None:
                 host=args.host,
                 port=args.port,
                 reload=args.reload,
-                workers=None if args.reload else args.workers,
+                workers=None if args.reload else workers,
                 log_level=settings.log_level,
                 log_config=log_config,
                 proxy_headers=proxy_headers,
@@ -327,7 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--host", default="127.0.0.1")
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--reload", action="store_true", help="restart on code changes")
-    serve_parser.add_argument("--workers", type=int, default=1)
+    serve_parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: WEB_CONCURRENCY, else 1)",
+    )
     serve_parser.set_defaults(handler=serve)
 
     db_parser = commands.add_parser("db", help="database migrations")

@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     )
     search_rate_limit: int = Field(default=30, ge=1, validation_alias="SEARCH_RATE_LIMIT")
     search_rate_window: int = Field(default=60, ge=1, validation_alias="SEARCH_RATE_WINDOW")
+    # `serve`'s worker processes when `--workers` is not given (the usual PaaS variable).
+    web_concurrency: int = Field(default=1, ge=1, le=64, validation_alias="WEB_CONCURRENCY")
     # Whole-account exports one user may have running at once (in this process).
     export_concurrency: int = Field(default=1, ge=1, le=10, validation_alias="EXPORT_CONCURRENCY")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

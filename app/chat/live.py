@@ -55,8 +55,13 @@ logger = logging.getLogger(__name__)
 CHANNEL = "chatwithme_answers"
 # Text reaches readers in batches: the first at once, then at most this often...
 BATCH_SECONDS = 0.03
-# ...or as soon as this much is waiting.
+# ...or as soon as this much is waiting. With more than BATCH_ANSWERS answers at once in the
+# process the interval grows with their number, up to BATCH_MAX_SECONDS: sending a frame
+# costs about as much as everything else a token does, so under load frames carry more text
+# rather than the process falling behind (issue 22).
 BATCH_CHARS = 512
+BATCH_ANSWERS = 100
+BATCH_MAX_SECONDS = 0.25
 # The saved partial is at most this far behind the generated text.
 SAVE_SECONDS = 1.0
 SAVE_CHARS = 4096
@@ -383,12 +388,11 @@ class LiveAnswer:
             self.answers.save_soon()
         waiting = self.length - self.published
         since = time.monotonic() - self._last_publish
-        if waiting >= BATCH_CHARS or (self._timer is None and since >= BATCH_SECONDS):
+        batch = self.answers.batch_seconds
+        if waiting >= BATCH_CHARS or (self._timer is None and since >= batch):
             self._publish()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(
-                BATCH_SECONDS - since, self._publish
-            )
+            self._timer = asyncio.get_running_loop().call_later(batch - since, self._publish)
 
     def _publish(self) -> None:
         if self._timer is not None:
@@ -533,6 +537,12 @@ class LiveAnswers:
     )
     _sweeps: Backoff = field(default_factory=lambda: Backoff("the answers' sweep", logger))
     relay_started: bool = False
+    # How long text waits to be sent in one frame with more (see BATCH_ANSWERS).
+    batch_seconds: float = BATCH_SECONDS
+
+    def _batching(self) -> None:
+        load = len(self._by_id) / BATCH_ANSWERS
+        self.batch_seconds = min(BATCH_MAX_SECONDS, BATCH_SECONDS * max(1.0, load))
 
     def begin(self, question: Question) -> LiveAnswer:
         if self._saver is None or self._saver.done():
@@ -545,6 +555,7 @@ class LiveAnswers:
         answer = LiveAnswer(self, question)
         self.by_conversation[question.conversation_id] = answer
         self._by_id[answer.id] = answer
+        self._batching()
         answer.start()
         assert answer.task is not None
         self._tasks.add(answer.task)
@@ -557,6 +568,7 @@ class LiveAnswers:
         if self.by_conversation.get(answer.question.conversation_id) is answer:
             del self.by_conversation[answer.question.conversation_id]
         self._by_id.pop(answer.id, None)
+        self._batching()
 
     def local(self, conversation_id: str) -> LiveAnswer | None:
         return self.by_conversation.get(conversation_id)
