@@ -102,6 +102,7 @@ def create_app(
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         lease=timedelta(seconds=settings.answer_lease_seconds),
         sweep_seconds=settings.answer_sweep_seconds,
+        write_slots=max(1, settings.db_pool_size // 4),
     )
     flow = ChatFlow(settings, answers)
     admission = Admission(settings, answers)

@@ -46,6 +46,7 @@ from app.db.models import Conversation, Message, Timestamp
 from app.db.url import to_libpq
 from app.lib import metrics
 from app.lib.backoff import Backoff, keep_running
+from app.lib.gates import Gate
 from app.lib.time import utc_now
 from app.llm.router import Generation, ModelRouter
 from app.llm.types import ModelInfo, ProviderFailure, Sampling
@@ -539,6 +540,12 @@ class LiveAnswers:
     relay_started: bool = False
     # How long text waits to be sent in one frame with more (see BATCH_ANSWERS).
     batch_seconds: float = BATCH_SECONDS
+    # Last writes of answers running at once (each holds a pooled connection while it runs).
+    write_slots: int = 2
+    _writes: Gate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._writes = Gate("answer_writes", self.write_slots)
 
     def _batching(self) -> None:
         load = len(self._by_id) / BATCH_ANSWERS
@@ -648,7 +655,9 @@ class LiveAnswers:
         tries = Backoff(f"storing the answer {row.id}", logger, base=0.1, cap=2.0)
         while True:
             try:
-                async with asyncio.timeout(WRITE_SECONDS), self._turn():
+                # Last writes queue here, in order, rather than at the pool (whose wait is
+                # bounded): many answers ending at once is load, not a failure.
+                async with self._writes, asyncio.timeout(WRITE_SECONDS), self._turn():
                     status = await self._write_final(question, row)
             except Exception as exc:
                 tries.failed(exc)

@@ -108,7 +108,10 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    logger.warning("database unavailable during %s %s: %s", request.method, request.url.path, exc)
+    logger.warning(
+        "database unavailable during %s %s: %s: %s",
+        request.method, request.url.path, type(exc).__name__, str(exc).strip() or "(no text)",
+    )  # fmt: skip
     return problem(
         503,
         "Service Unavailable",
