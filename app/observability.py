@@ -13,6 +13,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.plugins.prometheus import PrometheusConfig
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from app.chat.admission import ReleaseTurns
 from app.lib.deps import AppSettings
 from app.lib.metrics import POOLS
 from app.lib.problems import problem
@@ -64,6 +65,6 @@ def _token_matches(request: Request[Any, Any, Any], token: str) -> bool:
 def observed(app: Litestar) -> Litestar:
     """Request ids around everything (the outermost handler, as Litestar wraps CORS), and the
     app's connection pool in the metrics."""
-    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+    app.asgi_handler = RequestIdMiddleware(ReleaseTurns(app.asgi_handler, app.state.chat_admission))
     POOLS.watch(app.state.database.engine, app.state.database.reads)
     return app

@@ -11,7 +11,8 @@ conversation each, JSON answers) against the fake upstream (50 ms to the first t
 and errors per part, and checks that every answered chat stored exactly its two messages (the
 question and the answer), once the answers in flight have ended.
 
-The app runs on core 0; wrk, the fake upstream and this process on core 1.
+The app runs on core 0 (with `--workers N`, its N processes on both cores); wrk, the fake
+upstream and this process on core 1.
 Needs `wrk` and the data set of `bench.generate`.
 """
 
@@ -181,7 +182,7 @@ def app_env(database_url: str, upstream: Upstream) -> dict[str, str]:
             "SEARCH_RATE_LIMIT": "1000000"}  # fmt: skip
 
 
-def run(seconds: int) -> dict[str, Any]:
+def run(seconds: int, workers: int = 1) -> dict[str, Any]:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     pin_to(1)
@@ -189,23 +190,29 @@ def run(seconds: int) -> dict[str, Any]:
         url = bench_database_url(server_url)
         mix = read_mix(asyncio.run(targets(url)), asyncio.run(_rare_word(url)))
         upstream = Upstream(ttft=0.05, gap=0.002, tokens=20)
-        app = Server(["app.asgi:create_app", "--factory"], app_env(url, upstream))
+        # More than one worker: uvicorn's processes on both cores (as `serve --workers N`).
+        target = ["app.asgi:create_app", "--factory"]
+        if workers > 1:
+            target += ["--workers", str(workers)]
+        app = Server(target, app_env(url, upstream), cores="0" if workers == 1 else "0,1")
         try:
             figures = measure(f"http://127.0.0.1:{app.port}", url, mix, seconds)
         finally:
             app.stop()
             upstream.stop()
-    print(f"wrote {write('mixed', figures)}")
+    figures["workers"] = workers
+    print(f"wrote {write('mixed' if workers == 1 else f'mixed-{workers}-workers', figures)}")
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1, help="app worker processes")
     args = parser.parse_args()
     import json
 
-    print(json.dumps(run(args.seconds), indent=2))
+    print(json.dumps(run(args.seconds, args.workers), indent=2))
 
 
 if __name__ == "__main__":

@@ -101,6 +101,9 @@ async def authenticate(
             raise Forbidden("Missing or invalid CSRF token (get one from GET /api/auth/csrf).")
 
     if found is not None:
+        if handler.opt.get("admission", False):
+            # A chat start: its turn covers the session lookup too (app/chat/admission.py).
+            await connection.app.state.chat_admission.enter(connection.scope)
         sessions = SessionService(request_session(connection), settings)
         resolved = await sessions.resolve(found[0])
         if resolved is not None:

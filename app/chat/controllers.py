@@ -75,7 +75,7 @@ async def _answer(exchange: Exchange, stream: bool) -> Response[Any] | Stream:
             "unavailable: retry after `Retry-After` seconds (nothing was stored)",
         ),
     },
-    opt=also_as("text/event-stream"),
+    opt={**also_as("text/event-stream"), "admission": True},
 )
 async def chat(
     request: Request[Any, Any, Any],
@@ -96,11 +96,11 @@ async def chat(
         if data.id is None:
             raise InvalidInput("id: required (the chat id)")
         if data.trigger == "regenerate-message":
-            async with admission.turn(db_session):
+            async with admission.turn(request.scope, db_session):
                 exchange = await flow.regenerate(db_session, identity.user_id, data.id, data.model)
         else:
             text, client_id = ui_question(data)
-            async with admission.turn(db_session):
+            async with admission.turn(request.scope, db_session):
                 exchange = await flow.ask(
                     db_session, identity.user_id, text, data.id, data.model,
                     client_message_id=client_id, create_conversation=True,
@@ -108,7 +108,7 @@ async def chat(
         return ui_message_stream(exchange)
     if not isinstance(data.message, str):
         raise InvalidInput("message: required")
-    async with admission.turn(db_session):
+    async with admission.turn(request.scope, db_session):
         exchange = await flow.ask(
             db_session,
             identity.user_id,
@@ -314,7 +314,7 @@ class ConversationController(Controller):
             **success(schemas.ChatResult, "The new answer (JSON), or its events as they come"),
             **problems(409, 429, 503),
         },
-        opt=also_as("text/event-stream"),
+        opt={**also_as("text/event-stream"), "admission": True},
     )
     async def regenerate(
         self,
@@ -329,7 +329,7 @@ class ConversationController(Controller):
         limiter: RateLimiter = request.app.state.chat_limiter
         await limiter.hit(identity.user_id, "chat messages")
         admission: Admission = request.app.state.chat_admission
-        async with admission.turn(db_session):
+        async with admission.turn(request.scope, db_session):
             exchange = await flow.regenerate(
                 db_session, identity.user_id, conversation_id, data.model if data else None
             )

@@ -161,3 +161,26 @@ async def test_a_wait_for_a_provider_connection_shows_in_metrics(
     )
     assert sample(after, "chatwithme_gate_waiting", gate="provider:groq") == 0
     assert len(groq_fake.received) == 2
+
+
+async def test_a_chat_refused_after_taking_its_turn_gives_the_turn_back(
+    live_settings: Settings, groq_fake: FakeLLM
+) -> None:
+    settings = chat_settings(live_settings, groq_fake, chat_start_concurrency=1, chat_start_queue=0)
+    async with (
+        served(create_app(settings)) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
+        ada = await sign_in(client, "capacity-turns-ada@example.com")
+        bad_body = await client.post("/api/chat", json={"message": 7}, headers=_bearer(ada))
+        assert bad_body.status_code == 400
+        no_session = await client.post(
+            "/api/chat", json={"message": "hi"}, headers=_bearer("not-a-session")
+        )
+        assert no_session.status_code == 401
+        empty = await client.post("/api/chat", json={"message": "  "}, headers=_bearer(ada))
+        assert empty.status_code == 400
+        # The one turn is free again: a chat is answered, not refused.
+        answered = await client.post("/api/chat", json={"message": "hi"}, headers=_bearer(ada))
+        assert answered.status_code == 200, answered.text
+        assert sample(await scrape(client), "chatwithme_gate_in_use", gate="chat_start") == 0
