@@ -35,7 +35,9 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -124,7 +126,9 @@ class FakeGroq:
             b"transfer-encoding: chunked\r\nconnection: keep-alive\r\n\r\n"
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        stream = [writer, 0, body.get("model", "?"), done]
+        asked = re.search(r"tokens=(\d+)", marker)  # the runner asks for the length it wants
+        length = int(asked.group(1)) if asked else self.tokens
+        stream = [writer, 0, body.get("model", "?"), done, length]
         loop = asyncio.get_running_loop()
         loop.call_at(loop.time() + self.ttft, self._first, stream)
         try:
@@ -158,12 +162,12 @@ class FakeGroq:
             stream[3].set_result(None)
             return False
         index = stream[1]
-        if index < self.tokens:
+        if index < stream[4]:
             self._chunk(stream, {"content": _token(index)}, None)
             stream[1] = index + 1
             return True
-        usage = {"prompt_tokens": 12, "completion_tokens": self.tokens,
-                 "total_tokens": 12 + self.tokens}  # fmt: skip
+        usage = {"prompt_tokens": 12, "completion_tokens": stream[4],
+                 "total_tokens": 12 + stream[4]}  # fmt: skip
         self._chunk(stream, {}, "stop", {"x_groq": {"id": "req_capacity", "usage": usage}})
         _send(writer, b"data: [DONE]\n\n")
         writer.write(b"0\r\n\r\n")
@@ -404,7 +408,7 @@ async def level(app: App, fake_port: int, database_url: str, tokens: list[str], 
     await _fake_request(fake_port, "/reset")
     load = _load()
     cpu_before = tree_cpu(app.pid)
-    prefix = f"capacity {tag} "
+    prefix = f"capacity {tag} tokens={answer_tokens} "
     results = await asyncio.gather(*(
         one_chat(app.port, tokens[i % len(tokens)], f"{prefix}#{i}", i / n) for i in range(n)
     ))  # fmt: skip
@@ -450,84 +454,63 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     tokens = await _users(database_url)
     fake_port, app_port = args.port_base, args.port_base + 1
     figures: dict[str, Any] = {"levels": [], "cpu": []}
-    variants = [TOKENS] if not args.cpu else [10, 110]
-    for answer_tokens in variants:
-        fake_command = [sys.executable, "-m", "bench.capacity", "--fake-upstream",
-                        "--port-base", str(fake_port), "--tokens", str(answer_tokens)]  # fmt: skip
-        if shutil.which("taskset"):
-            fake_command = ["taskset", "-c", "1", *fake_command]
-        fake = subprocess.Popen(fake_command, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: ASYNC220
-        assert fake.stdout is not None
-        fake.stdout.readline()
-        log = ROOT / "bench" / "results" / f"capacity-app-{answer_tokens}.log"
-        app = App(database_url, fake_port, app_port, args.workers, args.profile, log)
-        spy: subprocess.Popen[bytes] | None = None
-        try:
-            await app.ready()
-            await level(app, fake_port, database_url, tokens, 20, f"warm{time.time_ns()}",
-                        answer_tokens)  # fmt: skip
-            spy = _py_spy(app.pid, args.py_spy, answer_tokens) if args.py_spy else None
-            if args.cpu:
-                for round_ in range(args.rounds):
+    fake_command = [sys.executable, "-m", "bench.capacity", "--fake-upstream",
+                    "--port-base", str(fake_port)]  # fmt: skip
+    if shutil.which("taskset"):
+        fake_command = ["taskset", "-c", "1", *fake_command]
+    fake = subprocess.Popen(fake_command, cwd=ROOT, stdout=subprocess.PIPE)  # noqa: ASYNC220
+    assert fake.stdout is not None
+    fake.stdout.readline()
+    log = ROOT / "bench" / "results" / f"{args.out}-app.log"
+    app = App(database_url, fake_port, app_port, args.workers, args.profile, log)
+    spy: subprocess.Popen[bytes] | None = None
+    try:
+        await app.ready()
+        await level(app, fake_port, database_url, tokens, 20, f"warm{time.time_ns()}", TOKENS)
+        spy = _py_spy(app.pid, args.py_spy) if args.py_spy else None
+        for round_ in range(args.rounds):
+            if args.cpu:  # A B A B: 10 and 110 tokens an answer, 100 answers each
+                for answer_tokens in (10, 110):
                     got = await level(app, fake_port, database_url, tokens, 100,
                                       f"cpu{answer_tokens}r{round_}t{time.time_ns()}",
                                       answer_tokens)  # fmt: skip
                     figures["cpu"].append({"tokens": answer_tokens, **got})
-            else:
-                for n in args.levels:
-                    for round_ in range(args.rounds):
-                        got = await level(
-                            app,
-                            fake_port,
-                            database_url,
-                            tokens,
-                            n,
-                            f"L{n}r{round_}t{time.time_ns()}",
-                            answer_tokens,
-                        )
-                        figures["levels"].append(got)
-                        await asyncio.sleep(2)
-        finally:
-            if spy is not None:
-                spy.send_signal(2)
-                spy.wait(timeout=60)
-            app.stop()
-            fake.terminate()
-            fake.wait()
-        errors = [line for line in log.read_text(errors="replace").splitlines()
-                  if "ERROR" in line or "WARNING" in line]  # fmt: skip
-        figures[f"log_warnings_{answer_tokens}"] = len(errors)
-        figures[f"log_sample_{answer_tokens}"] = errors[:5]
+                    await asyncio.sleep(2)
+                continue
+            for n in args.levels:
+                got = await level(app, fake_port, database_url, tokens, n,
+                                  f"L{n}r{round_}t{time.time_ns()}", TOKENS)  # fmt: skip
+                figures["levels"].append(got)
+                await asyncio.sleep(2)
+    finally:
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+        app.stop()
+        fake.terminate()
+        fake.wait()
+    warnings = [line for line in log.read_text(errors="replace").splitlines()
+                if "ERROR" in line or "WARNING" in line]  # fmt: skip
+    figures["log_warnings"] = len(warnings)
+    figures["log_sample"] = warnings[:5]
     if args.cpu:
         by = {t: [c["cpu_per_answer_ms"] for c in figures["cpu"] if c["tokens"] == t]
-              for t in variants}  # fmt: skip
-        short, long_ = min(by[10]), min(by[110])
+              for t in (10, 110)}  # fmt: skip
+        short, long_ = statistics.median(by[10]), statistics.median(by[110])
         per_token_us = (long_ - short) / 100 * 1000
         figures["cpu_per_token_us"] = round(per_token_us, 1)
         figures["cpu_fixed_per_answer_ms"] = round(short - 10 * per_token_us / 1000, 2)
         print(f"CPU per token {per_token_us:.1f} us, fixed per answer "
-              f"{figures['cpu_fixed_per_answer_ms']} ms", flush=True)  # fmt: skip
+              f"{figures['cpu_fixed_per_answer_ms']} ms (medians of {args.rounds} rounds)",
+              flush=True)  # fmt: skip
     return figures
 
 
-def _py_spy(pid: int, out: str, answer_tokens: int) -> subprocess.Popen[bytes]:
+def _py_spy(pid: int, path: str) -> subprocess.Popen[bytes]:
     """py-spy (`uvx py-spy`, from PyPI) sampling the app, as collapsed stacks (idle frames
     left out); summarise with `python -m bench.capacity --summarise FILE`."""
-    path = out.replace(".txt", f"-{answer_tokens}.txt")
-    command = [
-        "uvx",
-        "py-spy",
-        "record",
-        "-p",
-        str(pid),
-        "-F",
-        "-f",
-        "raw",
-        "-r",
-        "200",
-        "-o",
-        path,
-    ]
+    command = ["uvx", "py-spy", "record", "-p", str(pid), "-F", "-f", "raw", "-r", "200",
+               "-o", path]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -576,7 +559,7 @@ def main() -> None:
         return
     args.levels = [int(n) for n in args.levels.split(",")]
     if args.cpu and args.rounds == 1:
-        args.rounds = 2
+        args.rounds = 3
     import resource
 
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
