@@ -153,9 +153,9 @@ class Settings(BaseSettings):
     )
     chat_rate_limit: int = Field(default=20, ge=1, validation_alias="CHAT_RATE_LIMIT")
     # Starting an answer (its SQL: session lookup, question, answer row, lease) takes one of
-    # this many turns (None: 2/3 of DB_POOL_SIZE), in arrival order; at most CHAT_START_QUEUE wait, for at most CHAT_START_WAIT seconds, and
-    # at most CHAT_MAX_ANSWERS answers run at once in a process. Past these: 503 + Retry-After,
-    # before anything is stored.
+    # this many turns (None: 2/3 of DB_POOL_SIZE), in arrival order; at most CHAT_START_QUEUE
+    # wait, for at most CHAT_START_WAIT seconds, and at most CHAT_MAX_ANSWERS answers run at
+    # once in a process. Past these: 503 + Retry-After, before anything is stored.
     chat_start_concurrency: int | None = Field(
         default=None, ge=1, le=1000, validation_alias="CHAT_START_CONCURRENCY"
     )
