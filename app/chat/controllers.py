@@ -245,17 +245,23 @@ class ConversationController(Controller):
     @post(
         "/{conversation_id:str}/title",
         status_code=200,
-        responses=problems(400, 404, 502, s502="The title model failed; the title is unchanged"),
+        responses=problems(
+            400, 404, 429, 502, s502="The title model failed; the title is unchanged"
+        ),
     )
     async def make_title(
         self,
+        request: Request[Any, Any, Any],
         db_session: DbSession,
         identity: CurrentIdentity,
         flow: FlowDep,
         conversation_id: FromPath[str],
     ) -> schemas.TitleResult:
         """Have the title model (`TITLE_MODEL`) title the conversation again, from its first
-        question; it replaces the title, yours too."""
+        question; it replaces the title, yours too. A model call: rate-limited and counted
+        against the daily quota as chat messages are."""
+        limiter: RateLimiter = request.app.state.chat_limiter
+        await limiter.hit(identity.user_id, "chat messages")
         return await flow.retitle(db_session, identity.user_id, conversation_id)
 
     @get("/trash")

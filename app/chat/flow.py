@@ -347,6 +347,7 @@ class ChatFlow:
         conversations = ConversationService(db, user_id)
         await conversations.get_owned(conversation_id)
         question = await MessageService(db, user_id).first_question(conversation_id)
+        await QuotaService(db, user_id, self.settings).check()
         if self.titles.model is None:
             raise InvalidInput("Titles by a model are switched off on this server (TITLE_MODEL).")
         await db.commit()  # hold no transaction while the model answers

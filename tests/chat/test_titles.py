@@ -34,10 +34,11 @@ TITLES = "chatwithme_conversation_titles_total"
 
 @asynccontextmanager
 async def _signed_in(
-    connection: AsyncConnection, app_settings: Settings
+    connection: AsyncConnection, app_settings: Settings, token: str | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    user_id = await make_user(connection, "ada@example.com", "Ada")
-    token = await make_session(connection, user_id)
+    """An app with these settings, signed in as Ada (made on first use; `token`: again)."""
+    if token is None:
+        token = await make_session(connection, await make_user(connection, "ada@example.com"))
     async with http_client(create_app(app_settings, database=Database.bound_to(connection))) as c:
         c.headers["authorization"] = f"Bearer {token}"
         yield c
@@ -259,3 +260,20 @@ async def test_only_the_first_question_is_titled_even_without_a_history_window(
         await _until_title_settles(connection, conversation_id)
         await c.post("/api/chat", json={"conversationId": conversation_id, "message": "More"})
     assert len(_title_requests(groq_fake)) == 1
+
+
+async def test_asking_for_titles_is_rate_limited_and_held_to_the_daily_quota(
+    settings: Settings, connection: AsyncConnection, groq_fake: FakeLLM
+) -> None:
+    limited = chat_settings(settings, groq_fake, title_model=None, chat_rate_limit=2)
+    async with _signed_in(connection, limited) as c:
+        created = (await c.post("/api/conversations", json={"title": "Mine"})).json()
+        await c.post("/api/chat", json={"conversationId": created["id"], "message": QUESTION})
+        codes = [(await c.post(f"/api/conversations/{created['id']}/title")).status_code]
+        codes.append((await c.post(f"/api/conversations/{created['id']}/title")).status_code)
+        limited_token = c.headers["authorization"].removeprefix("Bearer ")
+    assert codes == [200, 429]
+    budget = chat_settings(settings, groq_fake, title_model=None, quota_daily_tokens=10)
+    async with _signed_in(connection, budget, limited_token) as c:
+        over = await c.post(f"/api/conversations/{created['id']}/title")
+    assert over.status_code == 429 and over.json()["budget"] == "tokens"
