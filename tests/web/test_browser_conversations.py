@@ -132,3 +132,6 @@ async def test_chat_options_are_kept_and_reach_the_next_answer(
     sent = [r.body for r in vendor.received if "Second question" in str(r.body)]
     assert sent[-1]["messages"][0] == {"role": "system", "content": "Answer like a pirate."}
     assert (sent[-1]["temperature"], sent[-1]["max_completion_tokens"]) == (0.4, 300)
+    assert sent[-1]["model"] == "llama-3.1-8b-instant"  # the composer follows the chat's model
+    await p.reload()
+    await expect(p.locator("#model-select")).to_have_value("groq/llama-3.1-8b-instant")

@@ -54,6 +54,7 @@ export async function openConversation(id, focusMessageId) {
   state.messagesCursor = page.nextCursor;
   setTitle(detail.title);
   showConversationTags(detail.tags);
+  if (detail.model) $("model-select").value = detail.model; // the picker's model is sent
   $("export-json").href = `${base}/export?format=json`;
   $("export-md").href = `${base}/export?format=markdown`;
   $("chat-tools").hidden = false;

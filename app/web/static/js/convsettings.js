@@ -54,6 +54,7 @@ async function save(event) {
     const saved = await api("PATCH", path(), formBody());
     fill(saved);
     $("conv-no-prompt").checked = saved.systemPrompt === "";
+    if (saved.model) $("model-select").value = saved.model; // the composer sends its model
     $("conv-status").textContent = "Saved: the next answer uses these settings.";
   } catch (err) {
     $("conv-status").textContent = err.message; // a 400 names the field and the limit
