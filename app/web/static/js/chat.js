@@ -4,6 +4,7 @@
 import { api, ApiError } from "./api.js";
 import { $ } from "./dom.js";
 import { focusMessage, renderMessages, scrollToEnd, showChatError } from "./messages.js";
+import { preferredModel } from "./settings.js";
 import { loadConversationList, renderConversationList } from "./sidebar.js";
 import { setTitle, state } from "./state.js";
 import { showConversationTags } from "./tags.js";
@@ -54,7 +55,7 @@ export async function openConversation(id, focusMessageId) {
   state.messagesCursor = page.nextCursor;
   setTitle(detail.title);
   showConversationTags(detail.tags);
-  if (detail.model) $("model-select").value = detail.model; // the picker's model is sent
+  $("model-select").value = detail.model || preferredModel(); // the picker's model is sent
   $("export-json").href = `${base}/export?format=json`;
   $("export-md").href = `${base}/export?format=markdown`;
   $("chat-tools").hidden = false;
