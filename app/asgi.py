@@ -42,6 +42,7 @@ from app.observability import metrics, observed, prometheus_config
 from app.organize.controllers import LabelController, TagController
 from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
+from app.shares.controllers import ShareController, SharedController, create_share
 from app.stats.controllers import my_stats
 from app.users.controllers import UserController
 from app.users.exports import ExportSlots
@@ -121,6 +122,9 @@ def create_app(
         LabelController,
         TagController,
         UserController,
+        create_share,
+        ShareController,
+        SharedController,
         web_router(),
     ]
     if settings.email_signin_enabled:
@@ -192,6 +196,9 @@ def create_app(
                 ),
                 "search_limiter": rate_limiter(
                     redis, "search", settings.search_rate_limit, settings.search_rate_window
+                ),
+                "share_limiter": rate_limiter(
+                    redis, "share", settings.share_rate_limit, settings.share_rate_window
                 ),
                 "export_slots": ExportSlots(settings.export_concurrency),
                 "chat_admission": admission,

@@ -182,6 +182,12 @@ class Settings(BaseSettings):
     search_rate_window: int = Field(default=60, ge=1, validation_alias="SEARCH_RATE_WINDOW")
     # `serve`'s worker processes when `--workers` is not given (the usual PaaS variable).
     web_concurrency: int = Field(default=1, ge=1, le=64, validation_alias="WEB_CONCURRENCY")
+    # Share links: reads (JSON, page, copy) per client IP per window; a snapshot's text bound.
+    share_rate_limit: int = Field(default=60, ge=1, validation_alias="SHARE_RATE_LIMIT")
+    share_rate_window: int = Field(default=60, ge=1, validation_alias="SHARE_RATE_WINDOW")
+    share_max_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, validation_alias="SHARE_MAX_BYTES"
+    )
     # Whole-account exports one user may have running at once (in this process).
     export_concurrency: int = Field(default=1, ge=1, le=10, validation_alias="EXPORT_CONCURRENCY")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

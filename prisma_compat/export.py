@@ -43,6 +43,8 @@ RELATIONS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str | None]] = {
     ("conversation_tags", ("conversationId",)): ("conversation", "tags", None),
     ("conversation_tags", ("tagId",)): ("tag", "conversations", None),
     ("conversation_tags", ("userId",)): ("user", "conversationTags", None),
+    ("conversation_shares", ("conversationId",)): ("conversation", "shares", None),
+    ("conversation_shares", ("userId",)): ("user", "conversationShares", None),
 }
 ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
            "NO ACTION": "NoAction", "SET DEFAULT": "SetDefault"}  # fmt: skip

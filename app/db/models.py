@@ -307,6 +307,39 @@ class MessageReaction(Base):
     )
 
 
+class ConversationShare(Base):
+    """A read-only snapshot of a conversation at a share link (revision 0014_shares). The
+    link's token is not kept, only its SHA-256 (`tokenHash`)."""
+
+    __tablename__ = "conversation_shares"
+    __table_args__ = (
+        Index("conversation_shares_tokenHash_key", "tokenHash", unique=True),
+        Index("conversation_shares_userId_createdAt_idx", "userId", "createdAt"),
+        Index("conversation_shares_conversationId_idx", "conversationId"),
+    )
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("conversation_shares"))
+    conversation_id: Mapped[str] = mapped_column(
+        "conversationId",
+        Text,
+        ForeignKey(
+            "conversations.id",
+            name="conversation_shares_conversationId_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+    )
+    token_hash: Mapped[str] = mapped_column("tokenHash", Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    # [{role, content, model, createdAt, status}], the current version of each message.
+    messages: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    message_count: Mapped[int] = mapped_column("messageCount", Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+
+
 class UserPreferences(Base):
     __tablename__ = "user_preferences"
     __table_args__ = (Index("user_preferences_userId_key", "userId", unique=True),)

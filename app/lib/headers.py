@@ -29,11 +29,20 @@ DOCS_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 HSTS = "max-age=63072000; includeSubDomains"
+# Share links (the page and the JSON, errors included): kept out of search engines, sent to no
+# other site as a referrer, and never stored by a cache, so a revoked link is dead at once.
+SHARE_PREFIXES = ("/s/", "/api/shared/")
+SHARE_HEADERS = {
+    "x-robots-tag": "noindex, nofollow",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
 
 
 def response_rules(settings: Settings) -> BeforeMessageSendHookHandler:
     """A before-send hook: `Cache-Control: no-store` on what a signed-in caller is answered
-    (unless the handler said otherwise), the docs' headers, and HSTS in production."""
+    (unless the handler said otherwise), the docs' headers, share links' headers, and HSTS in
+    production."""
     production = settings.is_production
 
     async def hook(message: Message, scope: Scope) -> None:
@@ -45,6 +54,9 @@ def response_rules(settings: Settings) -> BeforeMessageSendHookHandler:
         if scope.get("path", "").startswith(DOCS_PREFIX):
             for name, value in DOCS_HEADERS.items():
                 headers.setdefault(name, value)
+        if scope.get("path", "").startswith(SHARE_PREFIXES):
+            for name, value in SHARE_HEADERS.items():
+                headers[name] = value
         if production:
             headers["strict-transport-security"] = HSTS
 

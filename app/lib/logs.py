@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -12,6 +13,8 @@ from app.lib.request_id import current_request_id
 
 # Query parameters never logged with their value (by a part of the name, case-insensitive).
 SECRET_PARAMETER_WORDS = ("token", "code", "state", "email", "secret", "key", "password", "session")
+# `/s/{token}` and `/api/shared/{token}[/copy]`: the token is the link.
+SHARE_TOKEN_IN_PATH = re.compile(r"^(/s/|/api/shared/)[^/?]+")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
@@ -26,13 +29,15 @@ class RequestIdFilter(logging.Filter):
 
 class SecretQueryFilter(logging.Filter):
     """Blanks the values of secret query parameters in uvicorn's access log lines: magic-link
-    tokens and addresses, OAuth codes and state. A logged URL must sign no one in."""
+    tokens and addresses, OAuth codes and state; and share links' tokens in paths. A logged
+    URL must sign no one in, nor open anyone's shared conversation."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name == "uvicorn.access" and isinstance(record.args, tuple):
             args = list(record.args)
-            if len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
-                args[2] = redact_query(args[2])
+            if len(args) == 5 and isinstance(args[2], str):
+                path = SHARE_TOKEN_IN_PATH.sub(r"\1[redacted]", args[2])
+                args[2] = redact_query(path) if "?" in path else path
                 record.args = tuple(args)
         return True
 

@@ -68,3 +68,10 @@ def rate_limiter(redis: Any | None, prefix: str, limit: int, window: float) -> R
     if redis is not None:
         return RedisRateLimiter(redis, prefix, limit, window)
     return MemoryRateLimiter(limit, window)
+
+
+def client_ip(connection: Any) -> str:
+    """The peer's address, which uvicorn takes from `X-Forwarded-For` only when the peer is one
+    of TRUSTED_PROXIES; the key of limits per IP."""
+    client = connection.client
+    return str(client.host) if client else "unknown"

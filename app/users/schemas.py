@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from app.lib.schema import CamelStruct
+from app.shares.schemas import Share
 
 
 class UserProfile(CamelStruct):
@@ -51,4 +52,6 @@ class UserExport(CamelStruct):
     accounts: list[dict[str, Any]]
     sessions: list[dict[str, Any]]
     tags: list[dict[str, Any]]  # each conversation names its tags by id
+    # Your share links: which conversation, when, how many messages (never their tokens).
+    shares: list[Share]
     conversations: list[dict[str, Any]]

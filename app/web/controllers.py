@@ -16,6 +16,10 @@ from typing import Any
 from litestar import Request, Response, Router, get
 from litestar.params import FromPath
 
+from app.lib.deps import DbSession
+from app.shares.controllers import limit_share_reads
+from app.shares.services import SharedLinks
+
 STATIC_DIR = Path(__file__).parent / "static"
 VERSION_MARK = b"__VERSION__"
 
@@ -114,6 +118,25 @@ def web_router(folder: Path = STATIC_DIR) -> Router:
             return Response(b"Not Found", status_code=404, media_type="text/plain")
         return _send(request, asset, IMMUTABLE if version == assets.version else REVALIDATE)
 
+    @get("/s/{token:str}", cache=False)
+    async def shared_page(
+        request: Request[Any, Any, Any], db_session: DbSession, token: FromPath[str]
+    ) -> Response[bytes]:
+        """The page's read-only view of a shared conversation (no sign-in; the snapshot comes
+        from `/api/shared/{token}`). 404, with the same page saying so, when the link is
+        revoked or unknown or its conversation is gone."""
+        await limit_share_reads(request)
+        found = await SharedLinks(db_session).find(token)
+        return Response(
+            assets.index.body,
+            status_code=200 if found is not None else 404,
+            media_type=assets.index.media_type,
+            headers=PAGE_HEADERS,  # caching, robots and referrer: app/lib/headers.py
+        )
+
     return Router(
-        "/", route_handlers=[page, static_file], include_in_schema=False, opt={"public": True}
+        "/",
+        route_handlers=[page, static_file, shared_page],
+        include_in_schema=False,
+        opt={"public": True},
     )

@@ -1,0 +1,250 @@
+"""Share links: snapshots of a conversation, read by whoever holds the link.
+
+A link is `/s/{token}`: 32 random bytes (256 bits) from the CSPRNG, base64url. Only the
+token's SHA-256 is stored, so the rows open nothing. A token of any other shape is no link at
+all (404 without a query). The snapshot is taken when the share is made: the current version
+of each message, not in the trash and not still being written; later messages, edits and
+regenerations do not reach it. A trashed conversation's links answer nothing until it is
+restored; a deleted one's rows are gone with it (ON DELETE CASCADE).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from typing import Any
+
+import msgspec
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+
+from app.db.models import Conversation, ConversationShare, Message
+from app.lib.cursors import Keyset, encode_keyset
+from app.lib.errors import InvalidInput, NotFound
+from app.lib.pagination import clamp
+from app.lib.time import as_utc, to_naive_utc
+from app.shares import schemas
+from prisma_compat import cuid
+
+TOKEN_BYTES = 32
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}\Z")  # base64url of 32 bytes, unpadded
+MAX_SHARES_PAGE = 100
+TIME_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def well_formed(token: str) -> bool:
+    return _TOKEN.match(token) is not None
+
+
+def share_schema(row: ConversationShare, active: bool) -> schemas.Share:
+    return schemas.Share(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        title=row.title,
+        message_count=row.message_count,
+        created_at=as_utc(row.created_at),
+        active=active,
+    )
+
+
+def shared_messages(row: ConversationShare) -> list[schemas.SharedMessage]:
+    """The snapshot's messages, checked against their schema (the JSONB is ours, but a
+    Prisma-side writer could have put anything there)."""
+    return msgspec.convert(row.messages, list[schemas.SharedMessage])
+
+
+def _visible() -> Any:
+    """What a snapshot takes: each message's current version, not in the trash, not still
+    being written, not an error with no text."""
+    return and_(
+        Message.deleted_at.is_(None),
+        Message.superseded_at.is_(None),
+        Message.status != "streaming",
+        Message.content != "",
+    )
+
+
+class ShareService:
+    """The caller's shares: make, list, revoke."""
+
+    def __init__(self, db: AsyncSession, user_id: str) -> None:
+        self.db = db
+        self.user_id = user_id
+
+    async def create(self, conversation_id: str, max_bytes: int) -> tuple[ConversationShare, str]:
+        """A snapshot of the caller's conversation as it is now, and the link's token."""
+        conversation = await self.db.scalar(
+            select(Conversation).where(
+                Conversation.id == conversation_id,
+                Conversation.user_id == self.user_id,
+                Conversation.deleted_at.is_(None),
+            )
+        )
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        where = and_(
+            Message.conversation_id == conversation.id,
+            Message.user_id == self.user_id,
+            _visible(),
+        )
+        count, size = (
+            await self.db.execute(
+                select(
+                    func.count(), func.coalesce(func.sum(func.octet_length(Message.content)), 0)
+                ).where(where)
+            )
+        ).one()
+        if count == 0:
+            raise InvalidInput("conversation_id: the conversation has no messages to share")
+        if size > max_bytes:
+            raise InvalidInput(
+                f"conversation_id: too long to share ({size} bytes of text; at most {max_bytes})"
+            )
+        rows = (
+            await self.db.execute(
+                select(
+                    Message.role,
+                    Message.content,
+                    Message.model,
+                    func.to_char(Message.created_at, TIME_FORMAT),
+                    Message.status,
+                )
+                .where(where)
+                .order_by(Message.created_at, Message.id)
+            )
+        ).all()
+        token = new_token()
+        share = ConversationShare(
+            user_id=self.user_id,
+            conversation_id=conversation.id,
+            token_hash=token_hash(token),
+            title=conversation.title,
+            messages=[
+                {"role": r, "content": c, "model": m, "createdAt": t, "status": s}
+                for r, c, m, t, s in rows
+            ],
+            message_count=len(rows),
+        )
+        self.db.add(share)
+        await self.db.flush()
+        return share, token
+
+    async def list_for_user(self, limit: int | None, after: Keyset | None) -> schemas.SharePage:
+        """Newest first, each saying whether its link works (its conversation not trashed)."""
+        size = clamp(limit, 20, MAX_SHARES_PAGE)
+        query = (
+            select(ConversationShare, Conversation.deleted_at.is_(None).label("active"))
+            .join(Conversation, Conversation.id == ConversationShare.conversation_id)
+            .where(ConversationShare.user_id == self.user_id)
+            .order_by(ConversationShare.created_at.desc(), ConversationShare.id.desc())
+            .limit(size + 1)
+        )
+        if after is not None:
+            query = query.where(
+                or_(
+                    ConversationShare.created_at < after.at,
+                    and_(
+                        ConversationShare.created_at == after.at,
+                        ConversationShare.id < after.row_id,
+                    ),
+                )
+            )
+        # The snapshot is not needed for the list: leave the JSONB column unread.
+        query = query.options(defer(ConversationShare.messages))
+        rows = (await self.db.execute(query)).all()
+        page = rows[:size]
+        return schemas.SharePage(
+            shares=[share_schema(row, active) for row, active in page],
+            next_cursor=encode_keyset(page[-1][0].created_at, page[-1][0].id)
+            if len(rows) > size
+            else None,
+        )
+
+    async def all_for_user(self) -> list[schemas.Share]:
+        """Every share of the caller's, oldest first, for the account export."""
+        rows = await self.db.execute(
+            select(ConversationShare, Conversation.deleted_at.is_(None))
+            .join(Conversation, Conversation.id == ConversationShare.conversation_id)
+            .where(ConversationShare.user_id == self.user_id)
+            .order_by(ConversationShare.created_at, ConversationShare.id)
+            .options(defer(ConversationShare.messages))
+        )
+        return [share_schema(row, active) for row, active in rows.all()]
+
+    async def delete(self, share_id: str) -> None:
+        """Revoke: the row goes, so the link answers 404 from now on."""
+        gone = await self.db.scalar(
+            delete(ConversationShare)
+            .where(ConversationShare.id == share_id, ConversationShare.user_id == self.user_id)
+            .returning(ConversationShare.id)
+        )
+        if gone is None:
+            raise NotFound("No such share.")
+
+
+class SharedLinks:
+    """What a link opens, for anyone who holds it."""
+
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def find(self, token: str) -> ConversationShare | None:
+        """The share behind a token, unless revoked or its conversation is in the trash."""
+        if not well_formed(token):
+            return None
+        return await self.db.scalar(
+            select(ConversationShare)
+            .join(Conversation, Conversation.id == ConversationShare.conversation_id)
+            .where(
+                ConversationShare.token_hash == token_hash(token),
+                Conversation.deleted_at.is_(None),
+            )
+        )
+
+    async def get(self, token: str) -> tuple[ConversationShare, list[schemas.SharedMessage]]:
+        share = await self.find(token)
+        if share is None:
+            raise NotFound("No such shared conversation (or the link was revoked).")
+        return share, shared_messages(share)
+
+    async def copy(self, token: str, user_id: str) -> Conversation:
+        """A new conversation of `user_id`'s with the snapshot's messages (their times,
+        roles, models and statuses; each answer a reply to the question before it), to go on
+        with as their own. No tokens, provider or usage come with it: those were the owner's."""
+        share, messages = await self.get(token)
+        conversation = Conversation(id=cuid(), user_id=user_id, title=share.title)
+        self.db.add(conversation)
+        await self.db.flush()
+        question: str | None = None
+        rows = []
+        for m in messages:
+            row_id = cuid()
+            rows.append(
+                Message(
+                    id=row_id,
+                    conversation_id=conversation.id,
+                    user_id=user_id,
+                    role=m.role,
+                    content=m.content,
+                    model=m.model,
+                    status=m.status,
+                    created_at=to_naive_utc(m.created_at),
+                    reply_to_id=question if m.role == "assistant" else None,
+                    prompt_message_ids=[],
+                )
+            )
+            if m.role == "user":
+                question = row_id
+        self.db.add_all(rows)
+        await self.db.flush()
+        return conversation
