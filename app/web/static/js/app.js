@@ -3,8 +3,9 @@
 //
 // This entry starts the page and routes `#/...` to a view; each view is a module of its own:
 // session.js (sign-in), sidebar.js (list, search), chat.js with messages.js and stream.js,
-// settings.js, stats.js, tags.js (tags, pins, the archive). They share state.js, api.js,
-// dom.js and dialogs.js.
+// settings.js, stats.js, tags.js (tags, pins, the archive), shares.js (share links, yours).
+// They share state.js, api.js, dom.js and dialogs.js. A share link (/s/{token}) is shared.js
+// alone: read-only, no sign-in.
 
 import { api } from "./api.js";
 import { $ } from "./dom.js";
@@ -15,6 +16,8 @@ import { guarded, showFatal, showSignIn, wireSession } from "./session.js";
 import { applyPreferences, fillModelSelect, preferredModel, wireSettings } from "./settings.js";
 import { closeSidebar, loadConversationList, wireSidebar } from "./sidebar.js";
 import { state } from "./state.js";
+import { showShared, sharedToken } from "./shared.js";
+import { wireShares } from "./shares.js";
 import { renderStats, wireStats } from "./stats.js";
 import { loadTags, wireTags } from "./tags.js";
 
@@ -30,6 +33,11 @@ const VIEWS = {
 const HOME = { section: "chat-view", open: () => newChat() };
 
 async function boot() {
+  const token = sharedToken();
+  if (token !== null) {
+    await showShared(token);
+    return;
+  }
   wireSession(startApp);
   wireSidebar();
   wireChat();
@@ -37,6 +45,7 @@ async function boot() {
   wireConversationSettings();
   wireStats();
   wireTags(() => loadConversationList(true));
+  wireShares();
   window.addEventListener("hashchange", () => route().catch(reportError));
   let session = null;
   try {
