@@ -182,7 +182,8 @@ class Settings(BaseSettings):
     search_rate_window: int = Field(default=60, ge=1, validation_alias="SEARCH_RATE_WINDOW")
     # `serve`'s worker processes when `--workers` is not given (the usual PaaS variable).
     web_concurrency: int = Field(default=1, ge=1, le=64, validation_alias="WEB_CONCURRENCY")
-    # Share links: reads (JSON, page, copy) per client IP per window; a snapshot's text bound.
+    # Share links: reads (JSON, page, copy) per client IP and shares made per user, per window;
+    # a snapshot's text bound.
     share_rate_limit: int = Field(default=60, ge=1, validation_alias="SHARE_RATE_LIMIT")
     share_rate_window: int = Field(default=60, ge=1, validation_alias="SHARE_RATE_WINDOW")
     share_max_bytes: int = Field(

@@ -33,9 +33,10 @@ async def limit_share_reads(request: Request[Any, Any, Any]) -> None:
     "/api/conversations/{conversation_id:str}/shares",
     tags=["shares"],
     status_code=201,
-    responses=problems(404, s404="No such conversation (or not yours, or in the trash)"),
+    responses=problems(404, 429, s404="No such conversation (or not yours, or in the trash)"),
 )
 async def create_share(
+    request: Request[Any, Any, Any],
     db_session: DbSession,
     identity: CurrentIdentity,
     settings: AppSettings,
@@ -43,7 +44,10 @@ async def create_share(
 ) -> schemas.ShareCreated:
     """A read-only snapshot of your conversation as it is now (title; role, text, model, time
     and status of the current version of each message) at a new link. The link is in this
-    answer only: the server keeps a hash of its token."""
+    answer only: the server keeps a hash of its token. Counted per user against
+    SHARE_RATE_LIMIT."""
+    limiter: RateLimiter = request.app.state.share_limiter
+    await limiter.hit(f"user:{identity.user_id}", "share links made")
     service = ShareService(db_session, identity.user_id)
     share, token = await service.create(conversation_id, settings.share_max_bytes)
     made = share_schema(share, active=True)

@@ -198,18 +198,25 @@ class SharedLinks:
     def __init__(self, db: AsyncSession) -> None:
         self.db = db
 
-    async def find(self, token: str) -> ConversationShare | None:
+    def _live(self, token: str) -> Any:
         """The share behind a token, unless revoked or its conversation is in the trash."""
+        return and_(
+            ConversationShare.token_hash == token_hash(token),
+            Conversation.id == ConversationShare.conversation_id,
+            Conversation.deleted_at.is_(None),
+        )
+
+    async def find(self, token: str) -> ConversationShare | None:
         if not well_formed(token):
             return None
-        return await self.db.scalar(
-            select(ConversationShare)
-            .join(Conversation, Conversation.id == ConversationShare.conversation_id)
-            .where(
-                ConversationShare.token_hash == token_hash(token),
-                Conversation.deleted_at.is_(None),
-            )
-        )
+        return await self.db.scalar(select(ConversationShare).where(self._live(token)))
+
+    async def exists(self, token: str) -> bool:
+        """Whether the link opens anything (without reading its snapshot)."""
+        if not well_formed(token):
+            return False
+        found = await self.db.scalar(select(ConversationShare.id).where(self._live(token)))
+        return found is not None
 
     async def get(self, token: str) -> tuple[ConversationShare, list[schemas.SharedMessage]]:
         share = await self.find(token)

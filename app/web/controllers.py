@@ -126,10 +126,10 @@ def web_router(folder: Path = STATIC_DIR) -> Router:
         from `/api/shared/{token}`). 404, with the same page saying so, when the link is
         revoked or unknown or its conversation is gone."""
         await limit_share_reads(request)
-        found = await SharedLinks(db_session).find(token)
+        found = await SharedLinks(db_session).exists(token)
         return Response(
             assets.index.body,
-            status_code=200 if found is not None else 404,
+            status_code=200 if found else 404,
             media_type=assets.index.media_type,
             headers=PAGE_HEADERS,  # caching, robots and referrer: app/lib/headers.py
         )

@@ -283,7 +283,7 @@ async def test_an_empty_or_too_long_conversation_is_not_shared(
     assert await count(connection, "conversation_shares") == 0
 
 
-async def test_reading_shared_links_is_rate_limited_per_ip(
+async def test_reading_links_is_rate_limited_per_ip_and_making_them_per_user(
     settings: Settings, connection: AsyncConnection, groq_fake: FakeLLM
 ) -> None:
     user = await make_user(connection, "busy@example.com")
@@ -306,6 +306,13 @@ async def test_reading_shared_links_is_rate_limited_per_ip(
         refused = await client.get(f"/s/{share['token']}")
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         _assert_share_headers(refused)
+        # Shares made count per user, apart from reads: two more, then no more.
+        made = [
+            (await client.post(f"/api/conversations/{conversation_id}/shares")).status_code
+            for _ in range(3)
+        ]
+        assert made == [201, 201, 429]
+    assert await count(connection, "conversation_shares") == 3
 
 
 async def test_a_signed_in_reader_copies_the_conversation_and_goes_on_with_it(
