@@ -18,7 +18,7 @@ from app.lib.openapi import problems
 from app.lib.rate_limit import RateLimiter, client_ip
 from app.lib.time import as_utc
 from app.shares import schemas
-from app.shares.services import SharedLinks, ShareService, share_schema
+from app.shares.services import SharedLinks, ShareService
 
 NOT_FOUND = "No such share link, revoked, or its conversation is in the trash or deleted"
 
@@ -49,8 +49,7 @@ async def create_share(
     limiter: RateLimiter = request.app.state.share_limiter
     await limiter.hit(f"user:{identity.user_id}", "share links made")
     service = ShareService(db_session, identity.user_id)
-    share, token = await service.create(conversation_id, settings.share_max_bytes)
-    made = share_schema(share, active=True)
+    made, token = await service.create(conversation_id, settings.share_max_bytes)
     return schemas.ShareCreated(
         **msgspec.structs.asdict(made),
         token=token,
