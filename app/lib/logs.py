@@ -36,10 +36,15 @@ class SecretQueryFilter(logging.Filter):
         if record.name == "uvicorn.access" and isinstance(record.args, tuple):
             args = list(record.args)
             if len(args) == 5 and isinstance(args[2], str):
-                path = SHARE_TOKEN_IN_PATH.sub(r"\1[redacted]", args[2])
+                path = redact_path(args[2])
                 args[2] = redact_query(path) if "?" in path else path
                 record.args = tuple(args)
         return True
+
+
+def redact_path(path: str) -> str:
+    """A request path fit for a log line: a share link's token blanked."""
+    return SHARE_TOKEN_IN_PATH.sub(r"\1[redacted]", path)
 
 
 def redact_query(path: str) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.lib import errors
+from app.lib.logs import redact_path
 
 logger = logging.getLogger(__name__)
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\[\]]*$")
@@ -110,7 +111,8 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     logger.warning(
         "database unavailable during %s %s: %s: %s",
-        request.method, request.url.path, type(exc).__name__, str(exc).strip() or "(no text)",
+        request.method, redact_path(request.url.path), type(exc).__name__,
+        str(exc).strip() or "(no text)",
     )  # fmt: skip
     return problem(
         503,
@@ -131,7 +133,7 @@ def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Respons
     if sqlstate.startswith("08") or sqlstate in SERVER_GONE:
         return _database_unavailable(request, exc)
     if sqlstate == errors.STATEMENT_TIMEOUT:
-        logger.warning("statement timeout in %s %s", request.method, request.url.path)
+        logger.warning("statement timeout in %s %s", request.method, redact_path(request.url.path))
         return _domain_error(request, errors.TimedOut())
     return _unexpected(request, exc)
 
@@ -144,7 +146,9 @@ def _client_disconnected(request: Request[Any, Any, Any], exc: Exception) -> Res
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    logger.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    logger.exception(
+        "unhandled error in %s %s", request.method, redact_path(request.url.path), exc_info=exc
+    )
     return problem(500, "Internal Server Error", "Something went wrong on our side.")
 
 
