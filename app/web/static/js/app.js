@@ -16,7 +16,7 @@ import { guarded, showFatal, showSignIn, wireSession } from "./session.js";
 import { applyPreferences, fillModelSelect, preferredModel, wireSettings } from "./settings.js";
 import { closeSidebar, loadConversationList, wireSidebar } from "./sidebar.js";
 import { state } from "./state.js";
-import { showShared, sharedToken } from "./shared.js";
+import { returnToSharedLink, showShared, sharedToken } from "./shared.js";
 import { wireShares } from "./shares.js";
 import { renderStats, wireStats } from "./stats.js";
 import { loadTags, wireTags } from "./tags.js";
@@ -64,6 +64,7 @@ async function boot() {
 }
 
 async function startApp() {
+  if (returnToSharedLink()) return; // signed in to continue a shared conversation
   $("signin").hidden = true;
   $("user-label").textContent = state.user.name || state.user.email || "";
   const [models, prefs] = await Promise.all([

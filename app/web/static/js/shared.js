@@ -6,6 +6,7 @@ import { $, h } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { formatTime } from "./state.js";
 
+const RETURN_KEY = "chatwithme.shared-link";
 const STATUS_TEXT = {
   cancelled: "Stopped: the answer was cut short.",
   incomplete: "Incomplete: the model stopped partway.",
@@ -46,6 +47,29 @@ export async function showShared(token) {
   $("shared-copy").hidden = !session;
   $("shared-signin").hidden = Boolean(session);
   $("shared-copy").onclick = () => copy(link);
+  $("shared-signin").onclick = () => remember(location.pathname);
+}
+
+function remember(path) {
+  try {
+    sessionStorage.setItem(RETURN_KEY, path);
+  } catch {
+    /* storage disabled: the reader opens the link again after signing in */
+  }
+}
+
+/** After a sign-in that started from a shared link: back to it (true when leaving). */
+export function returnToSharedLink() {
+  let path = null;
+  try {
+    path = sessionStorage.getItem(RETURN_KEY);
+    sessionStorage.removeItem(RETURN_KEY);
+  } catch {
+    return false;
+  }
+  if (!path || !/^\/s\/[A-Za-z0-9_-]+$/.test(path)) return false;
+  location.assign(path);
+  return true;
 }
 
 async function copy(link) {
