@@ -126,6 +126,34 @@ async def test_only_the_current_versions_are_shared_and_nothing_from_the_trash(
     assert share["messageCount"] == 3
 
 
+async def test_an_answer_being_written_and_a_failed_empty_one_are_left_out(
+    api: httpx.AsyncClient, connection: AsyncConnection, groq_fake: FakeLLM
+) -> None:
+    asked = await _chat(api, "first question")
+    conversation_id = asked["conversationId"]
+    groq_fake.next(Scenario(status=400))
+    failed = await api.post(
+        "/api/chat", json={"message": "fails", "conversationId": conversation_id}
+    )
+    assert failed.json()["aiMessage"]["status"] == "error", failed.text
+    # An answer as its row stands while it is being written (in another process, say).
+    await connection.execute(
+        text(
+            'INSERT INTO messages (id, content, role, model, "conversationId", "userId", '
+            "status, \"createdAt\") VALUES ('streaming1', 'half an ans', 'assistant', "
+            "'m', :c, :u, 'streaming', now())"
+        ),
+        {"c": conversation_id, "u": api.user_id},  # type: ignore[attr-defined]
+    )
+    share = await _share(api, conversation_id)
+    body = (await api.get(f"/api/shared/{share['token']}")).json()
+    assert [(m["role"], m["content"], m["status"]) for m in body["messages"]] == [
+        ("user", "first question", "complete"),
+        ("assistant", "Hello, world!", "complete"),
+        ("user", "fails", "complete"),
+    ]
+
+
 async def test_the_token_is_kept_only_as_its_hash(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
