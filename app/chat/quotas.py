@@ -3,7 +3,9 @@
 A message counts when it reaches a model: every answer made (a question, or a regeneration),
 whatever its outcome; its tokens (prompt and completion) count once they are known. The tokens
 of conversation titles a model made count too (`title_usages`), under the title model, though
-a title is not a message. The day is
+a title is not a message. Every answer made here names its provider; the answers of a shared
+conversation copied into one's own (app/shares) name none, and reached no model for this
+user: they do not count. The day is
 the user's own (the `timeZone` preference, else UTC). Counting in SQL from `messages` makes the
 budget hold across app processes and restarts; a request that starts while another is being
 counted may pass at the edge (the answers are counted, not reserved).
@@ -77,6 +79,7 @@ class QuotaService:
         ).where(
             Message.user_id == self.user_id,
             Message.role == "assistant",
+            Message.provider.is_not(None),
             Message.created_at >= day.start,
             Message.created_at < day.end,
         )  # fmt: skip

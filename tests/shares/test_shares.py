@@ -392,6 +392,26 @@ async def test_a_signed_in_reader_copies_the_conversation_and_goes_on_with_it(
     assert len((await api.get(f"/api/conversations/{conversation_id}")).json()["messages"]) == 4
 
 
+async def test_a_copy_of_todays_answers_does_not_spend_the_readers_daily_budget(
+    settings: Settings, connection: AsyncConnection, groq_fake: FakeLLM
+) -> None:
+    budget = chat_settings(settings, groq_fake, quota_daily_messages=1)
+    ada = await make_session(connection, await make_user(connection, "ada@example.com"))
+    bob = await make_session(connection, await make_user(connection, "bob@example.com"))
+    app = create_app(budget, database=Database.bound_to(connection))
+    async with http_client(app) as client:
+        client.headers["authorization"] = f"Bearer {ada}"
+        share = await _share(client, (await _chat(client, "today's question"))["conversationId"])
+        client.headers["authorization"] = f"Bearer {bob}"
+        copied = await client.post(f"/api/shared/{share['token']}/copy")
+        assert copied.status_code == 201
+        usage = (await client.get("/api/users/me/usage")).json()
+        assert usage["messages"]["used"] == 0
+        await _chat(client, "Bob's one question of the day", copied.json()["id"])
+        refused = await client.post("/api/chat", json={"message": "one too many"})
+        assert refused.status_code == 429
+
+
 async def test_copying_needs_a_session_and_with_the_cookie_a_csrf_token(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
