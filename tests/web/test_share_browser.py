@@ -76,6 +76,10 @@ async def test_a_shared_conversation_is_read_signed_out_copied_and_revoked(
     await expect(r.locator("#app")).to_be_hidden()
     assert reader.dialogs == []  # the markup in the message ran nothing
     await shot(r, "shared-signed-out")
+    await r.set_viewport_size({"width": 380, "height": 700})  # a phone: nothing off the side
+    assert await r.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    await shot(r, "shared-phone")
+    await r.set_viewport_size({"width": 900, "height": 700})
 
     # Signing in from the link comes back to it; then it continues as the reader's own.
     await r.get_by_role("link", name="Sign in to continue it").click()
