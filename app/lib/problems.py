@@ -141,7 +141,7 @@ def _database_error(request: Request[Any, Any, Any], exc: DBAPIError) -> Respons
 def _client_disconnected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Nobody reads this answer; the status is for the access log (nginx's 499)."""
     logger.info("client went away during %s %s; its work was cancelled", request.method,
-                request.url.path)  # fmt: skip
+                redact_path(request.url.path))  # fmt: skip
     return problem(499, "Client Closed Request", str(exc))
 
 
