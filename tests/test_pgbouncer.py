@@ -331,6 +331,16 @@ async def test_fifty_requests_at_once_and_a_reconnect_in_the_middle_lose_nothing
         timeout=60, headers=headers, limits=httpx.Limits(max_connections=100)
     ) as client:
         conversation_id = await _conversation(client, a.url, groq, 2)
+        # Warm the processes' pools a few connections at a time, as a running server's are:
+        # a cold process opening 20 connections at once through a pool of 10 that is busy
+        # waits on pgbouncer's logins past DB_CONNECT_TIMEOUT (503s with Retry-After).
+        for width in (2, 4, 8, 12, 16):
+            warm = [
+                client.get(f"{server.url}/api/conversations/{conversation_id}/messages")
+                for server in (a, b)
+                for _ in range(width)
+            ]
+            assert all(r.status_code == 200 for r in await asyncio.gather(*warm))
         for _ in range(20):
             groq.next(Scenario(chunks=["parallel ", "answer"], gap=0.02))
 
