@@ -44,6 +44,7 @@ from app.search.controllers import search_conversations
 from app.settings import Settings, load_settings
 from app.shares.controllers import ShareController, SharedController, create_share
 from app.stats.controllers import my_stats
+from app.stats.fold import StatsFolder
 from app.users.controllers import UserController
 from app.users.exports import ExportSlots
 from app.web.controllers import web_router
@@ -108,6 +109,7 @@ def create_app(
     flow = ChatFlow(settings, answers)
     admission = Admission(settings, answers)
     purger = TrashPurger(database, timedelta(days=settings.trash_retention_days))
+    folder = StatsFolder(database, settings.stats_fold_seconds)
     handlers: list[Any] = [
         health,
         AuthController,
@@ -161,11 +163,13 @@ def create_app(
             *([database.reads.start] if database.reads is not None else []),
             answers.start,
             purger.start,
+            folder.start,
             freeze_startup_objects,
         ],
         # Answers in flight first: they still need the model router and the database.
         on_shutdown=[
             purger.aclose,
+            folder.aclose,
             answers.aclose,
             router.aclose,
             *([redis.aclose] if redis is not None else []),
@@ -179,6 +183,7 @@ def create_app(
                 "database": database,
                 "router": router,
                 "answers": answers,
+                "stats_folder": folder,
                 "signin_ip_limiter": rate_limiter(
                     redis, "signin-ip", settings.auth_signin_limit * 3, settings.auth_signin_window
                 ),

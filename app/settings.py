@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     answer_sweep_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="ANSWER_SWEEP_SECONDS"
     )
+    # How often (seconds) each process folds the stats deltas into the rollups (revision 0015).
+    stats_fold_seconds: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="STATS_FOLD_SECONDS"
+    )
     quota_daily_messages: int | None = Field(
         default=None, ge=1, validation_alias="QUOTA_DAILY_MESSAGES"
     )

@@ -78,6 +78,8 @@ def _default(column: Any) -> Any:
         if raw.upper().startswith("ARRAY[]"):
             return []
         return Call("dbgenerated", (raw,))
+    if column.primary_key and column.autoincrement is True:
+        return Call("autoincrement")  # a serial key the database numbers
     if column.primary_key and column.default is not None:
         return Call("cuid")  # ids are made by the app with prisma_compat.cuid()
     return None

@@ -459,7 +459,13 @@ class UserMessageBucket(Base):
     messages (revision 0007); stats sum them into days of any time zone. Read-only here."""
 
     __tablename__ = "user_message_buckets"
-    __table_args__ = (DERIVED,)
+    __table_args__ = (
+        # Rows a fold left at zero messages, removed by the same fold (revision 0015).
+        Index(
+            "user_message_buckets_emptied_idx", "userId", postgresql_where=text('"messages" = 0')
+        ),
+        DERIVED,
+    )
 
     user_id: Mapped[str] = mapped_column("userId", Text, primary_key=True)
     bucket: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
@@ -472,11 +478,46 @@ class UserModelUsage(Base):
     triggers on messages (revision 0007). Read-only here."""
 
     __tablename__ = "user_model_usages"
-    __table_args__ = (DERIVED,)
+    __table_args__ = (
+        Index("user_model_usages_emptied_idx", "userId", postgresql_where=text('"messages" = 0')),
+        DERIVED,
+    )
 
     user_id: Mapped[str] = mapped_column("userId", Text, primary_key=True)
     role: Mapped[str] = mapped_column(Text, primary_key=True)
     model: Mapped[str] = mapped_column(Text, primary_key=True)
+    messages: Mapped[int] = mapped_column(Integer)
+    prompt_tokens: Mapped[int] = mapped_column("promptTokens", BigInteger)
+    completion_tokens: Mapped[int] = mapped_column("completionTokens", BigInteger)
+    time_to_first_token_ms_total: Mapped[int] = mapped_column("timeToFirstTokenMsTotal", BigInteger)
+    timed_messages: Mapped[int] = mapped_column("timedMessages", Integer)
+    failed_messages: Mapped[int] = mapped_column("failedMessages", Integer)
+
+
+class UserMessageBucketDelta(Base):
+    """A signed change to a user_message_buckets row, appended by the triggers on messages
+    (revision 0015) and folded into it by fold_stats_deltas(); stats add the unfolded ones."""
+
+    __tablename__ = "user_message_bucket_deltas"
+    __table_args__ = (Index("user_message_bucket_deltas_userId_idx", "userId"), DERIVED)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column("userId", Text)
+    bucket: Mapped[datetime] = mapped_column(Timestamp)
+    messages: Mapped[int] = mapped_column(Integer)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+
+
+class UserModelUsageDelta(Base):
+    """A signed change to a user_model_usages row (revision 0015); see UserMessageBucketDelta."""
+
+    __tablename__ = "user_model_usage_deltas"
+    __table_args__ = (Index("user_model_usage_deltas_userId_idx", "userId"), DERIVED)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column("userId", Text)
+    role: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)
     messages: Mapped[int] = mapped_column(Integer)
     prompt_tokens: Mapped[int] = mapped_column("promptTokens", BigInteger)
     completion_tokens: Mapped[int] = mapped_column("completionTokens", BigInteger)

@@ -86,7 +86,9 @@ EXACT_BUCKETS_SINCE = datetime(1980, 1, 1)
 
 # One statement: PostgreSQL reads it from one snapshot, and the triggers that keep the rollups
 # (revisions 0007, 0009) write in the messages' own transactions, so under concurrent writes the
-# totals, the per-model figures and the days always agree with each other.
+# totals, the per-model figures and the days always agree with each other. The triggers append
+# deltas that a fold moves into the rollups later (revision 0015, app/stats/fold.py): the
+# rollups are read with the deltas not yet folded, and a fold moves rows in one transaction.
 STATS = text("""
     SELECT
       (SELECT count(*) FROM conversations WHERE "userId" = :uid AND "deletedAt" IS NULL)
@@ -97,22 +99,39 @@ STATS = text("""
       (SELECT max("createdAt") FROM messages WHERE "userId" = :uid AND "deletedAt" IS NULL)
           AS last_at,
       (SELECT coalesce(json_agg(u ORDER BY u.role, u.model), '[]') FROM (
-          SELECT role, nullif(model, '') AS model, messages, "promptTokens" AS prompt,
-                 "completionTokens" AS completion,
-                 "timeToFirstTokenMsTotal"::numeric / nullif("timedMessages", 0) AS ttft,
-                 "failedMessages"::numeric / messages AS errors
-          FROM user_model_usages WHERE "userId" = :uid AND messages > 0) u) AS usages,
+          SELECT role, nullif(model, '') AS model, messages, prompt, completion,
+                 ttft_total::numeric / nullif(timed, 0) AS ttft,
+                 failed::numeric / messages AS errors
+          FROM (
+              SELECT role, model, sum(messages) AS messages, sum("promptTokens") AS prompt,
+                     sum("completionTokens") AS completion,
+                     sum("timeToFirstTokenMsTotal") AS ttft_total, sum("timedMessages") AS timed,
+                     sum("failedMessages") AS failed
+              FROM (
+                  SELECT role, model, messages, "promptTokens", "completionTokens",
+                         "timeToFirstTokenMsTotal", "timedMessages", "failedMessages"
+                  FROM user_model_usages WHERE "userId" = :uid
+                  UNION ALL
+                  SELECT role, model, messages, "promptTokens", "completionTokens",
+                         "timeToFirstTokenMsTotal", "timedMessages", "failedMessages"
+                  FROM user_model_usage_deltas WHERE "userId" = :uid
+              ) rows GROUP BY role, model
+          ) summed WHERE messages > 0) u) AS usages,
       (SELECT coalesce(json_agg(d ORDER BY d.day), '[]') FROM (
           SELECT day, sum(messages) AS messages, sum(tokens) AS tokens FROM (
               SELECT (bucket AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date AS day, messages, tokens
               FROM user_message_buckets
-              WHERE "userId" = :uid AND bucket >= :exact_since AND messages > 0
+              WHERE "userId" = :uid AND bucket >= :exact_since
+              UNION ALL
+              SELECT (bucket AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date, messages, tokens
+              FROM user_message_bucket_deltas
+              WHERE "userId" = :uid AND bucket >= :exact_since
               UNION ALL
               SELECT ("createdAt" AT TIME ZONE 'UTC' AT TIME ZONE :tz)::date, 1,
                      coalesce("promptTokens", 0) + coalesce("completionTokens", 0)
               FROM messages
               WHERE "userId" = :uid AND "createdAt" < :exact_since AND "deletedAt" IS NULL
-          ) counted GROUP BY day) d) AS days
+          ) counted GROUP BY day HAVING sum(messages) > 0) d) AS days
 """)
 
 

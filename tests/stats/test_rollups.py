@@ -34,22 +34,56 @@ async def _rows(connection: AsyncConnection, sql: str, users: list[str]) -> set[
     return {tuple(r) for r in (await connection.execute(text(sql), {"users": users})).all()}
 
 
+ROLLUPS_WITH_DELTAS = """
+    SELECT "userId", bucket, sum(messages) AS messages, sum(tokens) AS tokens FROM (
+        SELECT "userId", bucket, messages, tokens FROM user_message_buckets
+        UNION ALL
+        SELECT "userId", bucket, messages, tokens FROM user_message_bucket_deltas
+    ) rows WHERE "userId" = ANY(:users) GROUP BY 1, 2 HAVING sum(messages) <> 0
+"""
+USAGES_WITH_DELTAS = """
+    SELECT "userId", role, model, sum(messages), sum("promptTokens"), sum("completionTokens"),
+           sum("timeToFirstTokenMsTotal"), sum("timedMessages"), sum("failedMessages") FROM (
+        SELECT "userId", role, model, messages, "promptTokens", "completionTokens",
+               "timeToFirstTokenMsTotal", "timedMessages", "failedMessages" FROM user_model_usages
+        UNION ALL
+        SELECT "userId", role, model, messages, "promptTokens", "completionTokens",
+               "timeToFirstTokenMsTotal", "timedMessages", "failedMessages"
+        FROM user_model_usage_deltas
+    ) rows WHERE "userId" = ANY(:users) GROUP BY 1, 2, 3 HAVING sum(messages) <> 0
+"""
+ROLLUPS = (
+    'SELECT "userId", bucket, messages, tokens FROM user_message_buckets '
+    'WHERE "userId" = ANY(:users)'
+)
+USAGES = (
+    'SELECT "userId", role, model, messages, "promptTokens", "completionTokens", '
+    '"timeToFirstTokenMsTotal", "timedMessages", "failedMessages" FROM user_model_usages '
+    'WHERE "userId" = ANY(:users)'
+)
+
+
+async def fold_everything(connection: AsyncConnection) -> None:
+    await connection.execute(text("SELECT fold_stats_deltas(1000000)"))
+    left = await connection.execute(
+        text(
+            "SELECT (SELECT count(*) FROM user_message_bucket_deltas) "
+            "+ (SELECT count(*) FROM user_model_usage_deltas)"
+        )
+    )
+    assert left.scalar() == 0
+
+
 async def assert_rollups_match_messages(connection: AsyncConnection, users: list[str]) -> None:
-    buckets = await _rows(
-        connection,
-        'SELECT "userId", bucket, messages, tokens FROM user_message_buckets '
-        'WHERE "userId" = ANY(:users)',
-        users,
-    )
-    usages = await _rows(
-        connection,
-        'SELECT "userId", role, model, messages, "promptTokens", "completionTokens", '
-        '"timeToFirstTokenMsTotal", "timedMessages", "failedMessages" FROM user_model_usages '
-        'WHERE "userId" = ANY(:users)',
-        users,
-    )
-    assert buckets == await _rows(connection, BUCKETS_FROM_MESSAGES, users)
-    assert usages == await _rows(connection, USAGES_FROM_MESSAGES, users)
+    """What stats read (the rollups plus the deltas not yet folded) equals a count of the
+    messages; after a fold, the rollups alone do (and no row is left at zero)."""
+    buckets = await _rows(connection, BUCKETS_FROM_MESSAGES, users)
+    usages = await _rows(connection, USAGES_FROM_MESSAGES, users)
+    assert await _rows(connection, ROLLUPS_WITH_DELTAS, users) == buckets
+    assert await _rows(connection, USAGES_WITH_DELTAS, users) == usages
+    await fold_everything(connection)
+    assert await _rows(connection, ROLLUPS, users) == buckets
+    assert await _rows(connection, USAGES, users) == usages
 
 
 async def test_the_rollups_follow_every_kind_of_write_to_messages(
@@ -103,6 +137,7 @@ async def test_the_rollups_follow_every_kind_of_write_to_messages(
     await assert_rollups_match_messages(connection, users)
 
     await connection.execute(text("DELETE FROM users WHERE id = :u"), {"u": alice})
+    await fold_everything(connection)
     left = await connection.execute(
         text(
             'SELECT (SELECT count(*) FROM user_message_buckets WHERE "userId" = :u) '

@@ -39,13 +39,21 @@ async def _sql(url: str, sql: str) -> None:
 
 
 async def _rollups(url: str) -> tuple[int, int, int]:
-    """(messages, tokens) from the buckets and messages from the per-model rows."""
+    """(messages, tokens) from the buckets and messages from the per-model rows, with the
+    deltas not yet folded where the revision has them (0015), as stats read them."""
     connection = await asyncpg.connect(to_libpq(url))
     try:
+        deltas = await connection.fetchval("SELECT to_regclass('user_model_usage_deltas')")
+        buckets, usages = "user_message_buckets", "user_model_usages"
+        if deltas is not None:
+            buckets = f"(SELECT messages, tokens FROM {buckets} UNION ALL "
+            buckets += "SELECT messages, tokens FROM user_message_bucket_deltas) b"
+            usages = f"(SELECT messages FROM {usages} UNION ALL "
+            usages += "SELECT messages FROM user_model_usage_deltas) u"
         row = await connection.fetchrow(
-            "SELECT (SELECT coalesce(sum(messages), 0) FROM user_message_buckets) AS messages, "
-            "(SELECT coalesce(sum(tokens), 0) FROM user_message_buckets) AS tokens, "
-            "(SELECT coalesce(sum(messages), 0) FROM user_model_usages) AS by_model"
+            f"SELECT (SELECT coalesce(sum(messages), 0) FROM {buckets}) AS messages, "
+            f"(SELECT coalesce(sum(tokens), 0) FROM {buckets}) AS tokens, "
+            f"(SELECT coalesce(sum(messages), 0) FROM {usages}) AS by_model"
         )
         assert row is not None
         return int(row["messages"]), int(row["tokens"]), int(row["by_model"])
