@@ -31,6 +31,8 @@ from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.db.session import close_request_session, provide_db_session
 from app.health import health
+from app.imports.controllers import ImportController
+from app.imports.service import Importer
 from app.lib.headers import response_rules
 from app.lib.input import CheckedRequest
 from app.lib.openapi import openapi_config
@@ -110,6 +112,7 @@ def create_app(
     admission = Admission(settings, answers)
     purger = TrashPurger(database, timedelta(days=settings.trash_retention_days))
     folder = StatsFolder(database, settings.stats_fold_seconds)
+    importer = Importer(database, settings.data_dir / "imports")
     handlers: list[Any] = [
         health,
         AuthController,
@@ -127,6 +130,7 @@ def create_app(
         create_share,
         ShareController,
         SharedController,
+        ImportController,
         web_router(),
     ]
     if settings.email_signin_enabled:
@@ -170,6 +174,7 @@ def create_app(
         on_shutdown=[
             purger.aclose,
             folder.aclose,
+            importer.aclose,
             answers.aclose,
             router.aclose,
             *([redis.aclose] if redis is not None else []),
@@ -184,6 +189,7 @@ def create_app(
                 "router": router,
                 "answers": answers,
                 "stats_folder": folder,
+                "importer": importer,
                 "signin_ip_limiter": rate_limiter(
                     redis, "signin-ip", settings.auth_signin_limit * 3, settings.auth_signin_window
                 ),

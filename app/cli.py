@@ -299,6 +299,65 @@ def purge_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def import_command(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from sqlalchemy import func, select
+
+    from app.db import migrate
+    from app.db.engine import Database
+    from app.db.models import Import, User
+    from app.imports.reader import ImportRefused
+    from app.imports.service import check_file, run_import
+    from app.settings import load_settings
+    from prisma_compat import cuid
+
+    settings = load_settings()
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"chatwithme import: error: no such file: {path}", file=sys.stderr)
+        return 2
+    try:
+        source = check_file(path)
+    except ImportRefused as exc:
+        print(f"chatwithme import: error: {exc}", file=sys.stderr)
+        return 2
+
+    async def run(url: str) -> int:
+        database = Database.from_url(url, settings)
+        try:
+            async with database.session_maker() as db:
+                user_id = await db.scalar(
+                    select(User.id).where(func.lower(User.email) == args.user.lower())
+                )
+                if user_id is None:
+                    print(f"chatwithme import: error: no user {args.user}", file=sys.stderr)
+                    return 2
+                row = Import(id=cuid(), user_id=user_id, source=source, status="running")
+                db.add(row)
+                await db.commit()
+            tally = await run_import(database, row.id, user_id, path)
+            async with database.session_maker() as db:
+                ended = await db.get(Import, row.id)
+        finally:
+            await database.engine.dispose()
+        assert ended is not None
+        skipped = ", ".join(f"{n} {kind}" for kind, n in sorted(tally.skipped.items()))
+        print(
+            f"{ended.status}: {tally.done - tally.duplicates} conversations stored "
+            f"({tally.messages} messages), {tally.duplicates} imported before"
+            + (f"; left out: {skipped}" if skipped else "")
+            + (f"; {ended.error}" if ended.error else "")
+        )
+        return 0 if ended.status == "done" else 1
+
+    with database_url_for(settings) as url:
+        if settings.uses_embedded_database:
+            migrate.upgrade(url)
+        return asyncio.run(run(url))
+
+
 def prisma_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -382,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     purge_parser.add_argument("--dry-run", action="store_true", help="only count what would go")
     purge_parser.set_defaults(handler=purge_command)
+
+    import_parser = commands.add_parser(
+        "import", help="import a ChatGPT export (.zip or conversations.json) or a JSON export"
+    )
+    import_parser.add_argument("file", help="the export file")
+    import_parser.add_argument("--user", required=True, help="the email of the user to import for")
+    import_parser.set_defaults(handler=import_command)
     return parser
 
 

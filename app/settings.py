@@ -145,6 +145,10 @@ class Settings(BaseSettings):
     stats_fold_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="STATS_FOLD_SECONDS"
     )
+    # The largest import file (POST /api/imports), written to DATA_DIR/imports while checked.
+    import_max_bytes: int = Field(
+        default=200 * 1024 * 1024, ge=1024, validation_alias="IMPORT_MAX_BYTES"
+    )
     quota_daily_messages: int | None = Field(
         default=None, ge=1, validation_alias="QUOTA_DAILY_MESSAGES"
     )

@@ -45,6 +45,9 @@ RELATIONS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str | None]] = {
     ("conversation_tags", ("userId",)): ("user", "conversationTags", None),
     ("conversation_shares", ("conversationId",)): ("conversation", "shares", None),
     ("conversation_shares", ("userId",)): ("user", "conversationShares", None),
+    ("imports", ("userId",)): ("user", "imports", None),
+    ("imported_conversations", ("userId",)): ("user", "importedConversations", None),
+    ("imported_conversations", ("conversationId",)): ("conversation", "importedFrom", None),
 }
 ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
            "NO ACTION": "NoAction", "SET DEFAULT": "SetDefault"}  # fmt: skip
@@ -75,6 +78,8 @@ def _default(column: Any) -> Any:
             return Call("now")
         if raw.startswith("'") and raw.endswith("'"):
             return raw[1:-1]
+        if raw.isdigit():
+            return int(raw)
         if raw.upper().startswith("ARRAY[]"):
             return []
         return Call("dbgenerated", (raw,))

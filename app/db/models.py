@@ -524,3 +524,51 @@ class UserModelUsageDelta(Base):
     time_to_first_token_ms_total: Mapped[int] = mapped_column("timeToFirstTokenMsTotal", BigInteger)
     timed_messages: Mapped[int] = mapped_column("timedMessages", Integer)
     failed_messages: Mapped[int] = mapped_column("failedMessages", Integer)
+
+
+class Import(Base):
+    """An import of conversations from a file (revision 0016): its progress and outcome."""
+
+    __tablename__ = "imports"
+    __table_args__ = (Index("imports_userId_createdAt_idx", "userId", "createdAt"),)
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("imports"))
+    source: Mapped[str] = mapped_column(Text)  # chatgpt, chatwithme
+    status: Mapped[str] = mapped_column(Text)  # running, done, failed, interrupted
+    total: Mapped[int | None] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    duplicates: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    messages: Mapped[int] = mapped_column(Integer, server_default=text("0"), default=0)
+    skipped: Mapped[dict[str, int]] = mapped_column(
+        JSONB, server_default=text("'{}'"), default=dict
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+    finished_at: Mapped[datetime | None] = mapped_column("finishedAt", Timestamp)
+
+
+class ImportedConversation(Base):
+    """Which conversation of a source (a ChatGPT conversation id, an exported id) became
+    which conversation here: an import of the same file again skips it."""
+
+    __tablename__ = "imported_conversations"
+    __table_args__ = (Index("imported_conversations_conversationId_idx", "conversationId"),)
+
+    user_id: Mapped[str] = mapped_column(
+        "userId", Text, _user_fk("imported_conversations"), primary_key=True
+    )
+    source: Mapped[str] = mapped_column(Text, primary_key=True)
+    external_id: Mapped[str] = mapped_column("externalId", Text, primary_key=True)
+    conversation_id: Mapped[str] = mapped_column(
+        "conversationId",
+        Text,
+        ForeignKey(
+            "conversations.id",
+            name="imported_conversations_conversationId_fkey",
+            ondelete="CASCADE",
+            onupdate="CASCADE",
+        ),
+    )

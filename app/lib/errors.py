@@ -35,6 +35,10 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class PayloadTooLarge(DomainError):
+    title = "Payload Too Large"
+
+
 class InvalidInput(DomainError):
     title = "Invalid Input"
 

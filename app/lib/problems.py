@@ -30,6 +30,7 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.Forbidden: 403,
     errors.NotFound: 404,
     errors.Conflict: 409,
+    errors.PayloadTooLarge: 413,
     errors.RateLimited: 429,
     errors.ProviderError: 502,
     errors.ServiceUnavailable: 503,
