@@ -87,9 +87,16 @@ class _Conversations:
         self._stream.close()
 
 
-async def run_import(database: Database, import_id: str, user_id: str, path: Path) -> Tally:
+async def run_import(
+    database: Database,
+    import_id: str,
+    user_id: str,
+    path: Path,
+    stop: asyncio.Event | None = None,
+) -> Tally:
     """Check, then store, the file's conversations for `user_id`, keeping the `imports` row
-    up to date; the row ends `done`, `failed` (with the reason) or `interrupted`."""
+    up to date; the row ends `done`, `failed` (with the reason) or `interrupted` (`stop` set:
+    it ends between two conversations, or cancelled)."""
     tally = Tally()
     try:
         source = check_file(path)
@@ -99,6 +106,8 @@ async def run_import(database: Database, import_id: str, user_id: str, path: Pat
         last = time.monotonic()
         try:
             while (read := await reader.next()) is not None:
+                if stop is not None and stop.is_set():
+                    raise asyncio.CancelledError
                 await _store(database, user_id, source, read, tally)
                 if time.monotonic() - last > PROGRESS_SECONDS:
                     await _progress(database, import_id, tally)
@@ -234,10 +243,12 @@ def _message_rows(read: Read, user_id: str, conversation_id: str) -> list[dict[s
 class Importer:
     """The imports running in this process: one per user at a time."""
 
-    def __init__(self, database: Database, folder: Path) -> None:
+    def __init__(self, database: Database, folder: Path, grace_seconds: float = 5.0) -> None:
         self.database = database
         self.folder = folder
+        self.grace_seconds = grace_seconds
         self._running: dict[str, asyncio.Task[Tally]] = {}
+        self._stop = asyncio.Event()
 
     def busy(self, user_id: str) -> bool:
         task = self._running.get(user_id)
@@ -246,7 +257,7 @@ class Importer:
     def start(self, import_id: str, user_id: str, path: Path) -> None:
         async def run() -> Tally:
             try:
-                return await run_import(self.database, import_id, user_id, path)
+                return await run_import(self.database, import_id, user_id, path, self._stop)
             finally:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 self._running.pop(user_id, None)
@@ -261,11 +272,15 @@ class Importer:
                 await task
 
     async def aclose(self) -> None:
-        """On shutdown: imports still running end `interrupted` (finished by importing the
-        same file again)."""
+        """On shutdown: imports still running end `interrupted` between two conversations
+        (cancelled if one takes longer than the grace); importing the same file again
+        finishes them."""
+        self._stop.set()
         tasks = list(self._running.values())
-        for task in tasks:
-            task.cancel()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.grace_seconds)
+            for task in late:
+                task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
