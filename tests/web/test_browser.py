@@ -494,3 +494,30 @@ async def test_the_keyboard_alone_signs_in_and_chats(page: Watched) -> None:
     await p.keyboard.press("Enter")
     await answered(p)
     await expect(last_answer(p)).to_contain_text('You said: "Typed, not clicked"')
+
+
+async def test_a_chatgpt_export_is_imported_from_the_settings(
+    page: Watched, tmp_path: Path
+) -> None:
+    from tests.imports.test_imports import branching_conversation, chatgpt_zip
+
+    p = page.page
+    await sign_in(p)
+    export = tmp_path / "chatgpt-export.zip"
+    export.write_bytes(chatgpt_zip([branching_conversation()]))
+    await p.get_by_role("button", name="Settings").click()
+    await p.locator("#import-file").set_input_files(str(export))
+    await p.get_by_role("button", name="Import", exact=True).click()
+    status = p.locator("#import-status")
+    await expect(status).to_contain_text("Done: 1 conversation imported", timeout=ANSWER_DONE)
+    await expect(status).to_contain_text("2 other branches")
+    await p.keyboard.press("Escape")
+    await p.locator("#conversation-list").get_by_text("Cat questions").click()
+    await expect(p.locator("#message-list article.assistant").last).to_contain_text("Try Miso.")
+    # The same file again: nothing twice.
+    await p.get_by_role("button", name="Settings").click()
+    await p.locator("#import-file").set_input_files(str(export))
+    await p.get_by_role("button", name="Import", exact=True).click()
+    await expect(p.locator("#import-status")).to_contain_text(
+        "Done: 0 conversations imported; 1 already here", timeout=ANSWER_DONE
+    )

@@ -11,6 +11,7 @@ import { api } from "./api.js";
 import { $ } from "./dom.js";
 import { newChat, openConversation, wireChat } from "./chat.js";
 import { wireConversationSettings } from "./convsettings.js";
+import { wireImports } from "./imports.js";
 import { showChatError } from "./messages.js";
 import { guarded, showFatal, showSignIn, wireSession } from "./session.js";
 import { applyPreferences, fillModelSelect, preferredModel, wireSettings } from "./settings.js";
@@ -42,6 +43,7 @@ async function boot() {
   wireSidebar();
   wireChat();
   wireSettings();
+  wireImports();
   wireConversationSettings();
   wireStats();
   wireTags(() => loadConversationList(true));
