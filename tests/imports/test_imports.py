@@ -144,7 +144,7 @@ async def client(import_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def finished(client: httpx.AsyncClient, token: str, location: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 240  # a loaded 2-core CI machine is slow
     while True:
         state = (await client.get(location, headers=_bearer(token))).json()
         if state["status"] != "running" or time.monotonic() > deadline:
@@ -329,7 +329,7 @@ async def test_an_import_cut_by_shutdown_ends_interrupted_and_the_same_file_fini
     import_settings: Settings, engine: AsyncEngine
 ) -> None:
     user_id, token = await signed_in(engine, "interrupted@example.com")
-    body = json.dumps([simple_conversation(i, T0 + i * 10) for i in range(1500)]).encode()
+    body = json.dumps([simple_conversation(i, T0 + i * 10) for i in range(1000)]).encode()
     async with http_client(create_app(import_settings)) as client:
         started = await post_file(client, token, body, "application/json")
         location = started.headers["location"]
@@ -341,7 +341,7 @@ async def test_an_import_cut_by_shutdown_ends_interrupted_and_the_same_file_fini
     async with http_client(create_app(import_settings)) as client:
         state = (await client.get(location, headers=_bearer(token))).json()
         assert state["status"] == "interrupted", state
-        assert 20 <= state["done"] < 1500
+        assert 20 <= state["done"] < 1000
         async with engine.connect() as connection:
             stored = await connection.scalar(
                 text('SELECT count(*) FROM conversations WHERE "userId" = :u'), {"u": user_id}
@@ -362,7 +362,7 @@ async def test_an_import_cut_by_shutdown_ends_interrupted_and_the_same_file_fini
             total = await connection.scalar(
                 text('SELECT count(*) FROM conversations WHERE "userId" = :u'), {"u": user_id}
             )
-        assert total == 1500
+        assert total == 1000
 
 
 def _import(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
