@@ -154,10 +154,14 @@ async def t6(maker: async_sessionmaker[AsyncSession], rounds: int, runs: int) ->
     return result
 
 
-async def t5(
-    maker: async_sessionmaker[AsyncSession], rounds: int, seconds: float
-) -> dict[str, Any]:
-    """Single-row inserts from 4 connections: with the search columns and indexes vs without."""
+T5_BODY = (
+    "Inserted while measuring: postgres index latency python kubernetes token stream " * 3
+).strip()
+
+
+async def t5_target(maker: async_sessionmaker[AsyncSession]) -> tuple[str, str]:
+    """The typical user and one of their conversations, and `bench_plain_messages` made anew:
+    messages' columns without the search vector, its triggers and indexes but one."""
     uid = await user_id(maker, TYPICAL_USER)
     async with maker() as db, db.begin():
         cid = await db.scalar(
@@ -169,27 +173,40 @@ async def t5(
         await db.execute(text('ALTER TABLE bench_plain_messages DROP COLUMN "searchVector"'))
         await db.execute(text(
             'CREATE INDEX ON bench_plain_messages ("conversationId", "createdAt")'))  # fmt: skip
-    body = (
-        "Inserted while measuring: postgres index latency python kubernetes token stream " * 3
-    ).strip()
+    return uid, str(cid)
+
+
+async def t5_phase(
+    maker: async_sessionmaker[AsyncSession], table: str, uid: str, cid: str, duration: float
+) -> tuple[int, list[float]]:
+    """Four writers inserting single rows into `table`, each committed, for `duration` s:
+    the rows written and each insert's milliseconds."""
+    latencies: list[float] = []
+    stop = time.monotonic() + duration
+
+    async def worker() -> None:
+        async with maker() as db:
+            while time.monotonic() < stop:
+                started = time.perf_counter()
+                await db.execute(text(
+                    f'INSERT INTO {table} (id, content, role, "conversationId", "userId", "createdAt") '
+                    "VALUES (:id, :c, 'user', :cid, :uid, now())"),
+                    {"id": cuid(), "c": T5_BODY, "cid": cid, "uid": uid})  # fmt: skip
+                await db.commit()
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    await asyncio.gather(*(worker() for _ in range(4)))
+    return len(latencies), latencies
+
+
+async def t5(
+    maker: async_sessionmaker[AsyncSession], rounds: int, seconds: float
+) -> dict[str, Any]:
+    """Single-row inserts from 4 connections: with the search columns and indexes vs without."""
+    uid, cid = await t5_target(maker)
 
     async def run(table: str, duration: float) -> tuple[int, list[float]]:
-        latencies: list[float] = []
-        stop = time.monotonic() + duration
-
-        async def worker() -> None:
-            async with maker() as db:
-                while time.monotonic() < stop:
-                    started = time.perf_counter()
-                    await db.execute(text(
-                        f'INSERT INTO {table} (id, content, role, "conversationId", "userId", "createdAt") '
-                        "VALUES (:id, :c, 'user', :cid, :uid, now())"),
-                        {"id": cuid(), "c": body, "cid": cid, "uid": uid})  # fmt: skip
-                    await db.commit()
-                    latencies.append((time.perf_counter() - started) * 1000)
-
-        await asyncio.gather(*(worker() for _ in range(4)))
-        return len(latencies), latencies
+        return await t5_phase(maker, table, uid, cid, duration)
 
     per_phase = seconds / (2 * rounds)
     indexed_rate, plain_rate, indexed_lat, plain_lat = [], [], [], []

@@ -1,7 +1,7 @@
 """T5 with the stats rollups upserted by the triggers (the revision before 0015) against appended deltas
 (revision 0015), and the plain table, interleaved in one run on one bench database: each
 round inserts for `--phase-seconds` into the plain table, into messages with deltas, then
-(after a downgrade by one revision) into messages with upserts, and upgrades again. Four writers, one
+(after a downgrade to the revision before 0015) into messages with upserts, and upgrades again. Four writers, one
 user's conversation, single-row inserts each committed: BENCHMARKS.md's T5 workload. Then T6
 on the same database once the deltas are folded (issue 22, item 5).
 
@@ -16,69 +16,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 from app.cli import database_url_for
 from app.db import migrate
 from app.db.url import to_async_url
 from app.settings import load_settings
 from bench.common import median, percentile, write
-from bench.generate import TYPICAL_USER, bench_database_url
-from bench.sql_bench import measure, user_id
-from prisma_compat import cuid
+from bench.generate import bench_database_url
+from bench.sql_bench import measure, t5_phase, t5_target
 
-# One revision down from head (0015): the rollups upserted by the triggers.
-UPSERTS = "-1"
-BODY = "Inserted while measuring: postgres index latency python kubernetes token stream " * 3
+DELTAS = "0015_stats_deltas"
 
 
-async def _phase(
-    maker: async_sessionmaker[AsyncSession], table: str, uid: str, cid: str, seconds: float
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    stop = time.monotonic() + seconds
+def _before_deltas(url: str) -> str:
+    """The revision before 0015: the rollups upserted by the triggers."""
+    from alembic.script import ScriptDirectory
 
-    async def writer() -> None:
-        async with maker() as db:
-            while time.monotonic() < stop:
-                started = time.perf_counter()
-                await db.execute(text(
-                    f'INSERT INTO {table} (id, content, role, "conversationId", "userId", "createdAt") '
-                    "VALUES (:id, :c, 'user', :cid, :uid, now())"),
-                    {"id": cuid(), "c": BODY, "cid": cid, "uid": uid})  # fmt: skip
-                await db.commit()
-                latencies.append((time.perf_counter() - started) * 1000)
-
-    await asyncio.gather(*(writer() for _ in range(4)))
-    return len(latencies) / seconds, latencies
+    down = ScriptDirectory.from_config(migrate.alembic_config(url)).get_revision(DELTAS)
+    assert down is not None and isinstance(down.down_revision, str)
+    return down.down_revision
 
 
 async def _prepare(url: str) -> tuple[str, str]:
     engine = create_async_engine(to_async_url(url))
-    maker = async_sessionmaker(engine, expire_on_commit=False)
-    uid = await user_id(maker, TYPICAL_USER)
-    async with maker() as db, db.begin():
-        cid = await db.scalar(
-            text('SELECT id FROM conversations WHERE "userId" = :u LIMIT 1'), {"u": uid}
-        )
-        await db.execute(text("DROP TABLE IF EXISTS bench_plain_messages"))
-        await db.execute(text(
-            "CREATE TABLE bench_plain_messages (LIKE messages INCLUDING DEFAULTS)"))  # fmt: skip
-        await db.execute(text('ALTER TABLE bench_plain_messages DROP COLUMN "searchVector"'))
-        await db.execute(text(
-            'CREATE INDEX ON bench_plain_messages ("conversationId", "createdAt")'))  # fmt: skip
-    await engine.dispose()
-    return uid, str(cid)
+    try:
+        return await t5_target(async_sessionmaker(engine, expire_on_commit=False))
+    finally:
+        await engine.dispose()
 
 
 async def _run_phase(url: str, table: str, uid: str, cid: str, seconds: float) -> Any:
     engine = create_async_engine(to_async_url(url), pool_size=4)
     try:
-        return await _phase(async_sessionmaker(engine), table, uid, cid, seconds)
+        rows, latencies = await t5_phase(async_sessionmaker(engine), table, uid, cid, seconds)
+        return rows / seconds, latencies
     finally:
         await engine.dispose()
 
@@ -106,7 +81,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for name in ("plain", "deltas", "upserts"):
                 if name == "upserts":
-                    migrate.downgrade(url, UPSERTS)
+                    migrate.downgrade(url, _before_deltas(url))
                 table = "bench_plain_messages" if name == "plain" else "messages"
                 rate, lat = asyncio.run(_run_phase(url, table, uid, cid, args.phase_seconds))
                 rates[name].append(rate)

@@ -21,7 +21,7 @@ import pytest
 from litestar import Litestar
 from sqlalchemy import pool
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from app.asgi import create_app
 from app.db import migrate
@@ -102,6 +102,23 @@ def database_url(databases: DatabaseFactory) -> str:
     url = databases.create()
     in_thread(migrate.upgrade, url)
     return url
+
+
+@pytest.fixture(scope="session")
+def own_database_url(databases: DatabaseFactory) -> str:
+    """A migrated database for tests whose requests really commit (shared by them; each
+    works with users of its own)."""
+    url = databases.create()
+    in_thread(migrate.upgrade, url)
+    return url
+
+
+@pytest.fixture
+async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """Connections to `own_database_url` that really commit."""
+    engine = create_async_engine(to_async_url(own_database_url), poolclass=pool.NullPool)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -18,15 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import pool, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.asgi import create_app
-from app.db import migrate
-from app.db.url import to_async_url
 from app.settings import Settings
 from tests.auth.conftest import make_session, make_user
-from tests.conftest import DatabaseFactory, http_client, in_thread
+from tests.conftest import http_client
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -110,20 +108,6 @@ def chatgpt_zip(conversations: list[dict[str, Any]]) -> bytes:
         archive.writestr("user.json", json.dumps({"email": "someone@example.com"}))
         archive.writestr("file-abc.png", b"\x89PNG not really")
     return buffer.getvalue()
-
-
-@pytest.fixture(scope="module")
-def own_database_url(databases: DatabaseFactory) -> str:
-    url = databases.create()
-    in_thread(migrate.upgrade, url)
-    return url
-
-
-@pytest.fixture
-async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_async_engine(to_async_url(own_database_url), poolclass=pool.NullPool)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ import pytest
 import uvicorn
 from litestar import Litestar
 
-from app.db import migrate
 from app.settings import Settings
-from tests.conftest import DatabaseFactory, in_thread
 
 
 def free_port() -> int:
@@ -43,14 +41,6 @@ async def served(app: Litestar, **config: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
-
-
-@pytest.fixture(scope="session")
-def own_database_url(databases: DatabaseFactory) -> str:
-    """A migrated database for tests whose requests really commit."""
-    url = databases.create()
-    in_thread(migrate.upgrade, url)
-    return url
 
 
 @pytest.fixture

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime
 
-import pytest
-from sqlalchemy import pool, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.asgi import create_app
-from app.db import migrate
-from app.db.url import to_async_url
 from app.settings import Settings
 from tests.auth.conftest import make_session, make_user
-from tests.conftest import DatabaseFactory, http_client, in_thread
+from tests.conftest import http_client
 from tests.search.test_search import Seeder
 from tests.stats.test_rollups import assert_rollups_match_messages
 
@@ -25,22 +21,6 @@ DELTAS = (
     "SELECT (SELECT count(*) FROM user_message_bucket_deltas) "
     "+ (SELECT count(*) FROM user_model_usage_deltas)"
 )
-
-
-@pytest.fixture(scope="module")
-def own_database_url(databases: DatabaseFactory) -> str:
-    """A migrated database of this module's own, for writes that really commit."""
-    url = databases.create()
-    in_thread(migrate.upgrade, url)
-    return url
-
-
-@pytest.fixture
-async def engine(own_database_url: str) -> AsyncIterator[AsyncEngine]:
-    """Connections that really commit."""
-    engine = create_async_engine(to_async_url(own_database_url), poolclass=pool.NullPool)
-    yield engine
-    await engine.dispose()
 
 
 async def _user_with_conversation(engine: AsyncEngine, email: str) -> tuple[str, str]:
