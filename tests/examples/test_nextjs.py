@@ -432,6 +432,8 @@ async def chat_through(page: Page, stack: Stack, base: str) -> None:
 
     # 2. Stop: the API stops the answer and keeps what was written, as cancelled.
     await send(page, f"stop me {LONG}")
+    # The new answer, not the first one (which also says "You said"), is being written.
+    await expect(page.locator("#messages article.assistant")).to_have_count(2, timeout=ANSWER_DONE)
     await expect(last_answer(page)).to_contain_text("You said", timeout=ANSWER_DONE)
     await page.locator("#stop").click()
     await answered(page, "cancelled")
