@@ -31,6 +31,7 @@ from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.db.session import close_request_session, provide_db_session
 from app.health import health
+from app.files.controllers import FileController
 from app.imports.controllers import ImportController
 from app.imports.service import Importer
 from app.lib.headers import response_rules
@@ -131,6 +132,7 @@ def create_app(
         ShareController,
         SharedController,
         ImportController,
+        FileController,
         web_router(),
     ]
     if settings.email_signin_enabled:
