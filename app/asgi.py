@@ -30,8 +30,8 @@ from app.chat.live import LiveAnswers
 from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.db.session import close_request_session, provide_db_session
-from app.health import health
 from app.files.controllers import FileController
+from app.health import health
 from app.imports.controllers import ImportController
 from app.imports.service import Importer
 from app.lib.headers import response_rules

@@ -198,23 +198,26 @@ class FileService:
                 ],
             )  # fmt: skip
 
-    async def of_messages(self, message_ids: Sequence[str]) -> dict[str, list[File]]:
-        """The files each message carries, in order."""
-        if not message_ids:
-            return {}
-        rows = await self.db.execute(
-            select(MessageFile.message_id, File)
-            .join(File, File.id == MessageFile.file_id)
-            .where(MessageFile.user_id == self.user_id, MessageFile.message_id.in_(message_ids))
-            .order_by(MessageFile.message_id, MessageFile.position)
-        )
-        result: dict[str, list[File]] = {}
-        for message_id, row in rows.tuples():
-            result.setdefault(message_id, []).append(row)
-        return result
-
     async def content(self, row: File) -> bytes:
         return await self.storage.read_all(row.id)
+
+
+async def files_of(
+    db: AsyncSession, user_id: str, message_ids: Sequence[str]
+) -> dict[str, list[File]]:
+    """The files each of the user's messages carries, in order."""
+    if not message_ids:
+        return {}
+    rows = await db.execute(
+        select(MessageFile.message_id, File)
+        .join(File, File.id == MessageFile.file_id)
+        .where(MessageFile.user_id == user_id, MessageFile.message_id.in_(message_ids))
+        .order_by(MessageFile.message_id, MessageFile.position)
+    )
+    result: dict[str, list[File]] = {}
+    for message_id, row in rows.all():
+        result.setdefault(message_id, []).append(row)
+    return result
 
 
 async def delete_unused_files(db: AsyncSession, user_id: str | None = None) -> int:

@@ -18,7 +18,6 @@ from app.settings import Settings
 from tests.auth.conftest import make_session, make_user
 from tests.ops.conftest import served
 
-
 MIB = 1024 * 1024
 
 

@@ -55,9 +55,7 @@ async def test_a_large_file_is_stored_in_chunks_and_read_back_whole(
     assert read.content == data
 
 
-async def test_another_users_file_is_not_found(
-    web: httpx.AsyncClient, engine: AsyncEngine
-) -> None:
+async def test_another_users_file_is_not_found(web: httpx.AsyncClient, engine: AsyncEngine) -> None:
     owner = await person(engine, "owner-files@example.com")
     other = await person(engine, "other-files@example.com")
     stored = (await upload(web, owner, png())).json()
@@ -168,7 +166,7 @@ async def test_a_nul_byte_in_the_file_name_is_never_stored(
     """httpx would percent-encode it: the body is written by hand, the NUL raw in the header."""
     ned = await person(engine, "ned-files@example.com")
     body = (
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\x00b.png\"\r\n"
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a\x00b.png"\r\n'
         b"Content-Type: image/png\r\n\r\n" + png() + b"\r\n--XyZ--\r\n"
     )
     answer = await web.post(
@@ -207,7 +205,7 @@ async def test_a_multipart_body_cut_short_stores_nothing(
 ) -> None:
     lea = await person(engine, "lea-files@example.com")
     body = (
-        b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n"
+        b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
         b"Content-Type: image/png\r\n\r\n" + png() + os.urandom(2 * MIB)
     )  # no closing boundary
     refused = await web.post(
@@ -218,6 +216,6 @@ async def test_a_multipart_body_cut_short_stores_nothing(
     assert refused.status_code == 400, refused.text
     assert "cut short" in refused.json()["detail"]
     async with engine.connect() as connection:
-        assert await connection.scalar(text('SELECT count(*) FROM file_chunks')) is not None
+        assert await connection.scalar(text("SELECT count(*) FROM file_chunks")) is not None
     assert await count(engine, "files", lea.user_id) == 0
     assert await count(engine, "file_chunks", lea.user_id) == 0
