@@ -366,10 +366,9 @@ class ConversationController(Controller):
     ) -> Response[Any]:
         """The whole conversation, as JSON or as Markdown."""
         row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
-        messages = [
-            message_schema(m)
-            for m in await MessageService(db_session, identity.user_id).all_in(row.id)
-        ]
+        service = MessageService(db_session, identity.user_id)
+        messages = [message_schema(m) for m in await service.all_in(row.id)]
+        await service.add_files(messages)
         filename = f"conversation-{row.id}"
         if format == "markdown":
             lines = [f"# {row.title or 'Conversation'}", ""]
@@ -378,6 +377,8 @@ class ConversationController(Controller):
                     continue
                 who = "You" if m.role == "user" else f"Assistant ({m.model or 'unknown model'})"
                 lines += [f"## {who} - {m.created_at:%Y-%m-%d %H:%M} UTC", "", m.content, ""]
+                lines += [f"- Attached: [{f.name}]({f.url}) ({f.media_type})" for f in m.files]
+                lines += [""] if m.files else []
             return Response(
                 "\n".join(lines),
                 media_type="text/markdown",  # Litestar adds `; charset=utf-8` to text types

@@ -240,3 +240,6 @@ class UsageReport(CamelStruct):
     messages: Budget
     tokens: Budget
     models: list[ModelUsage]
+    # Stored files (not daily): bytes against FILE_QUOTA_BYTES, and how many.
+    file_bytes: Budget | None = None
+    file_count: int = 0

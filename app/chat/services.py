@@ -40,7 +40,7 @@ from app.db.models import (
     Timestamp,
 )
 from app.files.schemas import file_info
-from app.files.services import files_of
+from app.files.services import carried_by, delete_left_over, files_of
 from app.lib.cursors import Keyset, Listed, encode_keyset, encode_listed
 from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.lib.pagination import clamp
@@ -507,6 +507,10 @@ class ConversationService:
         """Into the trash with its messages (one instant for all, so that a restore brings
         back exactly those), or, `permanent`, gone at once (also from the trash)."""
         if permanent:
+            in_it = select(Message.id).where(
+                Message.conversation_id == conversation_id, Message.user_id == self.user_id
+            )
+            file_ids = list(await self.db.scalars(carried_by(in_it)))
             gone = await self.db.scalar(
                 delete(Conversation)
                 .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
@@ -514,6 +518,7 @@ class ConversationService:
             )
             if gone is None:
                 raise NotFound("No such conversation.")
+            await delete_left_over(self.db, file_ids)
             return
         now = utc_now()
         gone = await self.db.scalar(

@@ -13,7 +13,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +29,6 @@ from app.lib.errors import (
     StorageFull,
     UnsupportedMediaType,
 )
-from app.lib.time import utc_now
 from app.settings import Settings
 
 MAX_NAME_CHARS = 255
@@ -62,12 +61,7 @@ class FileService:
 
     async def used_bytes(self) -> int:
         """What the user's stored files take (each content once)."""
-        used = await self.db.scalar(
-            select(func.coalesce(func.sum(File.size), 0)).where(
-                File.user_id == self.user_id, File.sha256.is_not(None)
-            )
-        )
-        return int(used or 0)
+        return (await file_totals(self.db, self.user_id))[1]
 
     async def upload(self, chunks: AsyncIterator[bytes], name: str | None) -> File:
         """Store the bytes `chunks` yields as one file, in the caller's transaction.
@@ -202,6 +196,18 @@ class FileService:
         return await self.storage.read_all(row.id)
 
 
+async def file_totals(db: AsyncSession, user_id: str) -> tuple[int, int]:
+    """How many files the user holds, and their bytes (what FILE_QUOTA_BYTES limits)."""
+    found = (
+        await db.execute(
+            select(func.count(), func.coalesce(func.sum(File.size), 0)).where(
+                File.user_id == user_id, File.sha256.is_not(None)
+            )
+        )
+    ).one()
+    return int(found[0]), int(found[1])
+
+
 async def files_of(
     db: AsyncSession, user_id: str, message_ids: Sequence[str]
 ) -> dict[str, list[File]]:
@@ -220,14 +226,23 @@ async def files_of(
     return result
 
 
-async def delete_unused_files(db: AsyncSession, user_id: str | None = None) -> int:
-    """Files that no message carries any more (their messages were purged), older than a day
-    (a file uploaded and not yet sent is kept that long). Their chunks go with them."""
-    query = delete(File).where(
-        File.created_at < utc_now() - timedelta(days=1),
-        ~select(MessageFile.file_id).where(MessageFile.file_id == File.id).exists(),
+def carried_by(messages: Any) -> Any:
+    """The ids of the files the messages whose ids `messages` selects carry (a subquery)."""
+    return select(MessageFile.file_id).where(MessageFile.message_id.in_(messages))
+
+
+async def delete_left_over(db: AsyncSession, file_ids: Sequence[str]) -> int:
+    """Of `file_ids` (files of messages just deleted for good), those no message carries any
+    more, with their bytes: purging a conversation frees its files' space. A file uploaded
+    and never sent is not touched here; it stays until its owner is deleted."""
+    if not file_ids:
+        return 0
+    gone = await db.execute(
+        delete(File)
+        .where(
+            File.id.in_(file_ids),
+            ~select(MessageFile.file_id).where(MessageFile.file_id == File.id).exists(),
+        )
+        .returning(File.id)
     )
-    if user_id is not None:
-        query = query.where(File.user_id == user_id)
-    result = await db.execute(query)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return len(gone.all())
