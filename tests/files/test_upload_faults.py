@@ -35,7 +35,7 @@ async def test_a_client_that_leaves_mid_upload_leaves_nothing_stored(
     data = png(seed=1) + os.urandom(int(2.5 * MIB))
     body = head() + data + TAIL
     address = urlsplit(base_url)
-    reader, writer = await asyncio.open_connection(address.hostname, address.port)
+    _reader, writer = await asyncio.open_connection(address.hostname, address.port)
     writer.write(
         (
             f"POST /api/files HTTP/1.1\r\nHost: {address.netloc}\r\n"
