@@ -96,10 +96,15 @@ async def carried_files(
 def check_model_takes(model: ModelInfo, files: Sequence[File], catalogue: ModelCatalogue) -> None:
     """400 when `model` cannot take one of `files`, naming the models that can."""
     for row in files:
-        if not model.takes(row.media_type):
-            able = [m.id for m in catalogue.accepting(row.media_type)]
+        if not model.takes(row.media_type, row.size):
+            able = [m.id for m in catalogue.accepting(row.media_type, row.size)]
+            what = (
+                f"{row.media_type} files"
+                if not model.takes(row.media_type)
+                else f"files over {model.max_file_bytes:,} bytes ({row.name} has {row.size:,})"
+            )
             raise InvalidInput(
-                f"files: {model.id} does not take {row.media_type} files; models that do: "
+                f"files: {model.id} does not take {what}; models that do: "
                 + (", ".join(able) or "none on this server")
             )
 
@@ -128,7 +133,7 @@ async def with_files(
     for index in range(len(ids) - 1, -1, -1):  # newest first: the question, then back
         files = by_message.get(ids[index], [])
         is_question = index == len(ids) - 1
-        chosen = [f for f in files if model.takes(f.media_type)]
+        chosen = [f for f in files if model.takes(f.media_type, f.size)]
         if not is_question:
             if sum(f.size for f in chosen) > budget:
                 continue

@@ -36,7 +36,9 @@ BUILTIN = [
     # Groq's vision model: images as OpenAI `image_url` parts (no PDF on Groq).
     ModelInfo("groq/meta-llama/llama-4-scout-17b-16e-instruct", "groq",
               "meta-llama/llama-4-scout-17b-16e-instruct", "Llama 4 Scout (Groq, vision)",
-              131_072, 8_192, input_price=0.11, output_price=0.34, accepts=IMAGES),
+              131_072, 8_192, input_price=0.11, output_price=0.34, accepts=IMAGES,
+              # Groq refuses base64 image requests over 4 MB: 3 MB of image is 4 MB encoded.
+              max_file_bytes=3_000_000),
     ModelInfo("groq/openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b",
               "GPT-OSS 120B (Groq)", 131_072, 65_536, reasoning=True,
               input_price=0.15, output_price=0.60),
@@ -117,9 +119,9 @@ class ModelCatalogue:
         """In the catalogue at all (configured or not): what preferences may store."""
         return self.aliases.get(requested, requested) in self.models
 
-    def accepting(self, media_type: str) -> list[ModelInfo]:
-        """The available models that take files of `media_type`."""
-        return [m for m in self.available() if m.takes(media_type)]
+    def accepting(self, media_type: str, size: int = 0) -> list[ModelInfo]:
+        """The available models that take a file of `media_type` and `size` bytes."""
+        return [m for m in self.available() if m.takes(media_type, size)]
 
     def cheapest(self) -> ModelInfo:
         """The available model with the lowest price (input and output tokens weighed 1:1)."""

@@ -20,6 +20,8 @@ class Model(CamelStruct):
     reasoning: bool = False  # streams its reasoning apart from the answer
     # Media types of the files it takes in a message (`files`, AI SDK `file` parts).
     accepts: list[str] = msgspec.field(default_factory=list)
+    # The largest file it takes, when smaller than FILE_MAX_BYTES (Groq: 4 MB base64).
+    max_file_bytes: int | None = None
 
 
 class ModelList(CamelStruct):
@@ -45,6 +47,7 @@ async def list_models(router: NamedDependency[ModelRouter]) -> ModelList:
                 development=m.development,
                 reasoning=m.reasoning,
                 accepts=sorted(m.accepts),
+                max_file_bytes=m.max_file_bytes,
             )
             for m in available
         ],

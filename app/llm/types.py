@@ -63,9 +63,12 @@ class ModelInfo:
     output_price: float = 0.0
     # The media types of the files it takes (images for vision models, PDF for Gemini).
     accepts: frozenset[str] = frozenset()
+    # The largest file it takes (None: FILE_MAX_BYTES decides).
+    max_file_bytes: int | None = None
 
-    def takes(self, media_type: str) -> bool:
-        return media_type in self.accepts
+    def takes(self, media_type: str, size: int = 0) -> bool:
+        fits = self.max_file_bytes is None or size <= self.max_file_bytes
+        return media_type in self.accepts and fits
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,3 +238,19 @@ async def test_models_say_which_files_they_take(vendors: httpx.AsyncClient) -> N
     ]
     assert models[GROQ_VISION]["accepts"] == ["image/gif", "image/jpeg", "image/png", "image/webp"]
     assert models[GROQ_TEXT]["accepts"] == []
+    assert models[GROQ_VISION]["maxFileBytes"] == 3_000_000
+    assert models[GEMINI]["maxFileBytes"] is None
+
+
+async def test_an_image_too_large_for_groq_is_400_naming_gemini(
+    vendors: httpx.AsyncClient, engine: AsyncEngine, groq_fake: FakeLLM, gemini_fake: FakeLLM
+) -> None:
+    """Groq refuses base64 image requests over 4 MB: a 3.1 MB image never reaches it."""
+    ida = await person(engine, "ida-chat-files@example.com")
+    large = (await upload(vendors, ida, png(seed=4) + bytes(3_100_000))).json()["id"]
+    refused = await ask(vendors, ida, GROQ_VISION, [large])
+    assert refused.status_code == 400, refused.text
+    detail = refused.json()["detail"]
+    assert "files over 3,000,000 bytes" in detail and GEMINI in detail
+    assert groq_fake.received == []
+    assert (await ask(vendors, ida, GEMINI, [large])).json()["aiMessage"]["status"] == "complete"

@@ -105,9 +105,7 @@ async def test_deleting_the_account_deletes_its_files(
         assert await count(engine, table, eli.user_id) == 0
 
 
-async def test_stats_and_usage_count_the_files(
-    web: httpx.AsyncClient, engine: AsyncEngine
-) -> None:
+async def test_stats_and_usage_count_the_files(web: httpx.AsyncClient, engine: AsyncEngine) -> None:
     flo = await person(engine, "flo-lifecycle@example.com")
     first = png(seed=9)
     await upload(web, flo, first)
