@@ -184,7 +184,8 @@ class ChatFlow:
         )
         # The first question of a conversation whose title is not the user's gets a title
         # from the title model, beside its answer; its first words meanwhile.
-        first = own.title_source is None and not history
+        # (A question of files only leaves the title to its first words: "New conversation".)
+        first = own.title_source is None and not history and bool(message.strip())
         # An empty history may be CHAT_HISTORY_MESSAGES=0: ask the table (first questions only).
         first = first and not await messages.any_in(conversation_id)
         if first and own.title is None:

@@ -254,3 +254,18 @@ async def test_an_image_too_large_for_groq_is_400_naming_gemini(
     assert "files over 3,000,000 bytes" in detail and GEMINI in detail
     assert groq_fake.received == []
     assert (await ask(vendors, ida, GEMINI, [large])).json()["aiMessage"]["status"] == "complete"
+
+
+async def test_a_message_of_files_only_is_sent_without_a_text_part(
+    vendors: httpx.AsyncClient, engine: AsyncEngine, groq_fake: FakeLLM, gemini_fake: FakeLLM
+) -> None:
+    jo = await person(engine, "jo-chat-files@example.com")
+    image_id = (await upload(vendors, jo, png(seed=12))).json()["id"]
+    for model in (GEMINI, GROQ_VISION):
+        answered = await ask(vendors, jo, model, [image_id], message="")
+        assert answered.json()["aiMessage"]["status"] == "complete", answered.text
+    (parts,) = gemini_parts(gemini_fake)
+    assert [set(p) for p in parts] == [{"inlineData"}]
+    (content,) = groq_fake.received[-1].body["messages"][-1]["content"]
+    assert content["type"] == "image_url"
+    assert (await ask(vendors, jo, GEMINI, [], message="")).status_code == 400

@@ -74,7 +74,9 @@ def openai_content(message: ChatMessage) -> str | list[dict[str, Any]]:
     `data:` URL (the server never hands a vendor a URL of its own to fetch)."""
     if not message.attachments:
         return message.content
-    parts: list[dict[str, Any]] = [{"type": "text", "text": message.content}]
+    parts: list[dict[str, Any]] = (
+        [{"type": "text", "text": message.content}] if message.content else []
+    )
     for attachment in message.attachments:
         encoded = base64.b64encode(attachment.data).decode("ascii")
         parts.append(
