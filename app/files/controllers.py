@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from litestar import Controller, Request, get, post
-from litestar.params import Parameter
+from litestar import Controller, Request, delete, get, post
+from litestar.params import FromQuery, Parameter
 from litestar.response import Stream
 
 from app.auth.guard import CurrentIdentity
 from app.db.engine import Database
 from app.files.multipart import FileUpload
-from app.files.schemas import FileInfo, file_info
-from app.files.services import FileService
+from app.files.schemas import FileInfo, FileList, file_info
+from app.files.services import FileService, file_totals
 from app.files.sniff import is_image
 from app.files.storage import PostgresStorage
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import PayloadTooLarge
 from app.lib.openapi import problems, success
+from app.lib.pagination import clamp
 
 # The multipart framing around the file: headers, boundaries, a few small fields.
 FRAMING_BYTES = 64 * 1024
@@ -71,6 +72,38 @@ class FileController(Controller):
         name = await upload.open()
         service = FileService(db_session, identity.user_id, settings)
         return file_info(await service.upload(upload.chunks(), name))
+
+    @get("/")
+    async def list_files(
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        settings: AppSettings,
+        limit: FromQuery[int | None] = None,
+    ) -> FileList:
+        """Your files, newest first (`limit`: default 50, at most 200), how many there are
+        and what they take of your quota."""
+        service = FileService(db_session, identity.user_id, settings)
+        rows = await service.list_for_user(clamp(limit, 50, 200))
+        count, used = await file_totals(db_session, identity.user_id)
+        return FileList(
+            files=[file_info(r) for r in rows],
+            count=count,
+            bytes=used,
+            quota_bytes=settings.file_quota_bytes,
+        )
+
+    @delete("/{file_id:str}", status_code=204, responses=problems(404))
+    async def delete_file(
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        settings: AppSettings,
+        file_id: str = Parameter(max_length=64),
+    ) -> None:
+        """Delete a file of yours and its bytes (frees its quota); messages that carried it
+        keep their text and no longer show it."""
+        await FileService(db_session, identity.user_id, settings).delete(file_id)
 
     @get("/{file_id:str}", responses=problems(404))
     async def download(

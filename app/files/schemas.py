@@ -21,6 +21,13 @@ class FileInfo(CamelStruct):
     created_at: datetime
 
 
+class FileList(CamelStruct):
+    files: list[FileInfo]
+    count: int  # all your files
+    bytes: int  # what they take, against FILE_QUOTA_BYTES
+    quota_bytes: int
+
+
 def file_url(file_id: str) -> str:
     return f"/api/files/{file_id}"
 

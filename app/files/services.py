@@ -113,7 +113,7 @@ class FileService:
         quota = self.settings.file_quota_bytes
         return StorageFull(
             f"file: your files would pass your storage quota (FILE_QUOTA_BYTES, {quota:,} "
-            "bytes); delete conversations with files to make room."
+            "bytes); delete files (DELETE /api/files/{id}) to make room."
         )
 
     async def _begin(self, head: bytes, name: str | None) -> File:
@@ -159,6 +159,27 @@ class FileService:
         if row is None:
             raise NotFound("No such file.")
         return row
+
+    async def list_for_user(self, limit: int) -> list[File]:
+        """The user's files, newest first."""
+        rows = await self.db.scalars(
+            select(File)
+            .where(File.user_id == self.user_id, File.sha256.is_not(None))
+            .order_by(File.created_at.desc(), File.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def delete(self, file_id: str) -> None:
+        """Delete the file with its bytes; the messages that carried it no longer do (their
+        text stays). NotFound for anyone else's."""
+        gone = await self.db.scalar(
+            delete(File)
+            .where(File.id == file_id, File.user_id == self.user_id, File.sha256.is_not(None))
+            .returning(File.id)
+        )
+        if gone is None:
+            raise NotFound("No such file.")
 
     async def owned(self, file_ids: Sequence[str]) -> list[File]:
         """The caller's files in the order given (repeats dropped); NotFound if any is not

@@ -118,3 +118,15 @@ async def test_stats_and_usage_count_the_files(web: httpx.AsyncClient, engine: A
     assert usage["fileCount"] == 2
     assert usage["fileBytes"]["used"] == len(first) + len(second)
     assert usage["fileBytes"]["limit"] == 5 * 1024 * 1024
+
+
+async def test_a_deleted_file_leaves_its_message_with_its_text(
+    web: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    gil = await person(engine, "gil-lifecycle@example.com")
+    conversation_id, file_id = await chat_with_file(web, gil, 11)
+    assert (await web.delete(f"/api/files/{file_id}", headers=gil.auth)).status_code == 204
+    detail = (await web.get(f"/api/conversations/{conversation_id}", headers=gil.auth)).json()
+    question = detail["messages"][0]
+    assert (question["content"], question["files"]) == ("See", [])
+    assert await count(engine, "message_files", gil.user_id) == 0

@@ -219,3 +219,24 @@ async def test_a_multipart_body_cut_short_stores_nothing(
         assert await connection.scalar(text("SELECT count(*) FROM file_chunks")) is not None
     assert await count(engine, "files", lea.user_id) == 0
     assert await count(engine, "file_chunks", lea.user_id) == 0
+
+
+async def test_your_files_are_listed_and_a_deleted_one_frees_its_quota(
+    web: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    mo = await person(engine, "mo-files@example.com")
+    other = await person(engine, "mo-other-files@example.com")
+    first = (await upload(web, mo, png(seed=1), "first.png")).json()
+    second = (await upload(web, mo, PDF, "second.pdf")).json()
+    listed = (await web.get("/api/files", headers=mo.auth)).json()
+    assert [f["id"] for f in listed["files"]] == [second["id"], first["id"]]
+    assert (listed["count"], listed["bytes"]) == (2, first["size"] + second["size"])
+    assert listed["quotaBytes"] == 5 * MIB
+    assert (await web.get("/api/files", headers=other.auth)).json()["files"] == []
+
+    assert (await web.delete(first["url"], headers=other.auth)).status_code == 404
+    assert (await web.delete(first["url"], headers=mo.auth)).status_code == 204
+    assert (await web.get(first["url"], headers=mo.auth)).status_code == 404
+    assert await count(engine, "file_chunks", mo.user_id) == 1
+    listed = (await web.get("/api/files", headers=mo.auth)).json()
+    assert (listed["count"], listed["bytes"]) == (1, second["size"])
