@@ -30,6 +30,7 @@ from app.chat.live import LiveAnswers
 from app.chat.trash import TrashPurger
 from app.db.engine import Database
 from app.db.session import close_request_session, provide_db_session
+from app.files.controllers import FileController
 from app.health import health
 from app.imports.controllers import ImportController
 from app.imports.service import Importer
@@ -131,6 +132,7 @@ def create_app(
         ShareController,
         SharedController,
         ImportController,
+        FileController,
         web_router(),
     ]
     if settings.email_signin_enabled:

@@ -149,6 +149,15 @@ class Settings(BaseSettings):
     import_max_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1024, validation_alias="IMPORT_MAX_BYTES"
     )
+    # Attachments (POST /api/files): the largest file, the most a message carries, and the
+    # bytes each user may keep (files sent twice by one user are stored and counted once).
+    file_max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, validation_alias="FILE_MAX_BYTES"
+    )
+    file_quota_bytes: int = Field(
+        default=500 * 1024 * 1024, ge=1024, validation_alias="FILE_QUOTA_BYTES"
+    )
+    files_per_message: int = Field(default=5, ge=1, le=50, validation_alias="FILES_PER_MESSAGE")
     quota_daily_messages: int | None = Field(
         default=None, ge=1, validation_alias="QUOTA_DAILY_MESSAGES"
     )

@@ -17,7 +17,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Double, Index, Integer, MetaData, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Text,
+)
 from sqlalchemy import Table as SqlTable
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
 from sqlalchemy.sql.elements import TextClause
@@ -48,6 +58,12 @@ RELATIONS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str | None]] = {
     ("imports", ("userId",)): ("user", "imports", None),
     ("imported_conversations", ("userId",)): ("user", "importedConversations", None),
     ("imported_conversations", ("conversationId",)): ("conversation", "importedFrom", None),
+    ("files", ("userId",)): ("user", "files", None),
+    ("file_chunks", ("fileId",)): ("file", "chunks", None),
+    ("file_chunks", ("userId",)): ("user", "fileChunks", None),
+    ("message_files", ("messageId",)): ("message", "files", None),
+    ("message_files", ("fileId",)): ("file", "messages", None),
+    ("message_files", ("userId",)): ("user", "messageFiles", None),
 }
 ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
            "NO ACTION": "NoAction", "SET DEFAULT": "SetDefault"}  # fmt: skip
@@ -56,7 +72,7 @@ ACTIONS = {"CASCADE": "Cascade", "SET NULL": "SetNull", "RESTRICT": "Restrict",
 def _prisma_type(kind: Any) -> str:
     for sql_type, prisma in ((TIMESTAMP, "DateTime"), (JSONB, "Json"), (Boolean, "Boolean"),
                              (BigInteger, "BigInt"), (Integer, "Int"),  # BigInteger first
-                             (Double, "Float"),
+                             (Double, "Float"), (LargeBinary, "Bytes"),
                              (Text, "String")):  # fmt: skip
         if isinstance(kind, sql_type):
             return prisma

@@ -14,6 +14,7 @@ from litestar.response import Stream
 from app.auth.guard import CurrentIdentity
 from app.chat import schemas
 from app.chat.admission import Admission
+from app.chat.attachments import file_refs
 from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
 from app.chat.streams import event_stream, ui_message_stream, ui_question
@@ -28,6 +29,7 @@ from app.llm.router import ModelRouter
 from app.organize.schemas import TagRef
 from app.organize.services import tags_of
 
+CHAT_MAX_BODY_BYTES = 16 * 1024 * 1024
 FlowDep = NamedDependency[ChatFlow]
 RouterDep = NamedDependency[ModelRouter]
 Format = Annotated[str, QueryParameter(name="format", pattern="^(json|markdown)$")]
@@ -66,16 +68,23 @@ async def _answer(exchange: Exchange, stream: bool) -> Response[Any] | Stream:
             "SDK's UI message stream (v1)",
         ),
         **problems(
+            400,
             404,
             409,
+            413,
             429,
             503,
-            s404="No such conversation (or not yours)",
+            s400="Bad input, also more than FILES_PER_MESSAGE files, or a file the model "
+            "cannot take (the detail names the models that can)",
+            s404="No such conversation or file (or not yours)",
             s503="The server is answering as many chats as it can, or the database is "
             "unavailable: retry after `Retry-After` seconds (nothing was stored)",
         ),
     },
     opt={**also_as("text/event-stream"), "admission": True},
+    # Room for one file of FILE_MAX_BYTES' default as an AI SDK `data:` URL (base64: 4/3 of
+    # it), as the `ai` client sends files; larger or more go through POST /api/files first.
+    request_max_body_size=CHAT_MAX_BODY_BYTES,
 )
 async def chat(
     request: Request[Any, Any, Any],
@@ -99,11 +108,12 @@ async def chat(
             async with admission.turn(request.scope, db_session):
                 exchange = await flow.regenerate(db_session, identity.user_id, data.id, data.model)
         else:
-            text, client_id = ui_question(data)
+            text, client_id, parts = ui_question(data)
+            files = file_refs(data.files, parts, flow.settings)
             async with admission.turn(request.scope, db_session):
                 exchange = await flow.ask(
                     db_session, identity.user_id, text, data.id, data.model,
-                    client_message_id=client_id, create_conversation=True,
+                    client_message_id=client_id, create_conversation=True, files=files,
                 )  # fmt: skip
         return ui_message_stream(exchange)
     if not isinstance(data.message, str):
@@ -116,6 +126,7 @@ async def chat(
             data.conversation_id,
             data.model,
             client_message_id=data.client_message_id,
+            files=file_refs(data.files, (), flow.settings),
         )
     return await _answer(exchange, _wants_stream(request, data.stream))
 
@@ -355,10 +366,9 @@ class ConversationController(Controller):
     ) -> Response[Any]:
         """The whole conversation, as JSON or as Markdown."""
         row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
-        messages = [
-            message_schema(m)
-            for m in await MessageService(db_session, identity.user_id).all_in(row.id)
-        ]
+        service = MessageService(db_session, identity.user_id)
+        messages = [message_schema(m) for m in await service.all_in(row.id)]
+        await service.add_files(messages)
         filename = f"conversation-{row.id}"
         if format == "markdown":
             lines = [f"# {row.title or 'Conversation'}", ""]
@@ -367,6 +377,8 @@ class ConversationController(Controller):
                     continue
                 who = "You" if m.role == "user" else f"Assistant ({m.model or 'unknown model'})"
                 lines += [f"## {who} - {m.created_at:%Y-%m-%d %H:%M} UTC", "", m.content, ""]
+                lines += [f"- Attached: [{f.name}]({f.url}) ({f.media_type})" for f in m.files]
+                lines += [""] if m.files else []
             return Response(
                 "\n".join(lines),
                 media_type="text/markdown",  # Litestar adds `; charset=utf-8` to text types

@@ -8,7 +8,7 @@ model is answering: the question and the answer's `streaming` row are committed 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
+from app.chat.attachments import FileRef, carried_files, with_files
 from app.chat.history import PastMessage, Window, history_window
 from app.chat.live import Ended, LiveAnswers, Piece, Question, Text, Thought
 from app.chat.quotas import QuotaService
@@ -30,6 +31,8 @@ from app.chat.services import (
 )
 from app.chat.titles import TitleFailed, TitleMaker
 from app.db.models import Message, UserPreferences
+from app.files.schemas import file_info
+from app.files.services import FileService
 from app.lib.errors import Conflict, InvalidInput, NotFound, ProviderError
 from app.llm.catalogue import UnknownModel
 from app.llm.types import ModelInfo, Sampling
@@ -133,8 +136,8 @@ class ChatFlow:
         )  # fmt: skip
         return Setup(model, sampling_for(own, model), system_prompt)
 
-    def _check_length(self, message: str) -> str:
-        if not message.strip():
+    def _check_length(self, message: str, with_files: bool = False) -> str:
+        if not message.strip() and not with_files:
             raise InvalidInput("message: must not be empty")
         if len(message) > self.settings.chat_max_message_chars:
             raise InvalidInput(
@@ -152,10 +155,12 @@ class ChatFlow:
         *,
         client_message_id: str | None = None,
         create_conversation: bool = False,
+        files: Sequence[FileRef] = (),
     ) -> Exchange:
-        """Store the question and the answer's row, start the answer. A question whose
-        `client_message_id` was seen before gets the earlier exchange instead."""
-        self._check_length(message)
+        """Store the question (with its `files`) and the answer's row, start the answer. A
+        question whose `client_message_id` was seen before gets the earlier exchange
+        instead."""
+        self._check_length(message, with_files=bool(files))
         if client_message_id is not None:
             repeated = await self._repeat(db, user_id, client_message_id)
             if repeated is not None:
@@ -163,6 +168,9 @@ class ChatFlow:
         await QuotaService(db, user_id, self.settings).check()
         if model:
             available_model(self.router.catalogue, model)  # a 400 before anything is stored
+        # Another user's file is a 404 and a file of a type the model cannot take a 400
+        # (in _begin): the transaction, `data:` files stored meanwhile included, is rolled back.
+        attached = await carried_files(db, user_id, self.settings, files)
         conversations = ConversationService(db, user_id)
         if conversation_id is None:
             conversation_id = (await conversations.create(title_from(message))).id
@@ -176,12 +184,14 @@ class ChatFlow:
         )
         # The first question of a conversation whose title is not the user's gets a title
         # from the title model, beside its answer; its first words meanwhile.
-        first = own.title_source is None and not history
+        # (A question of files only leaves the title to its first words: "New conversation".)
+        first = own.title_source is None and not history and bool(message.strip())
         # An empty history may be CHAT_HISTORY_MESSAGES=0: ask the table (first questions only).
         first = first and not await messages.any_in(conversation_id)
         if first and own.title is None:
             await conversations.set_title(conversation_id, title_from(message), None)
         question = await messages.add_user_message(conversation_id, message, client_message_id)
+        await FileService(db, user_id, self.settings).attach(question.id, attached)
         return await self._begin(
             db, messages, question, setup, self._window(history, setup),
             title_from_question=first,
@@ -215,8 +225,10 @@ class ChatFlow:
         *,
         title_from_question: bool = False,
     ) -> Exchange:
-        window = past(question.content)
         model = setup.model
+        window, files = await with_files(
+            db, question.user_id, past(question.content), question.id, model, self.router.catalogue
+        )
         answer = await messages.add_answer(
             question, model.id, model.provider, [*window.included_ids, question.id],
             setup.sampling, setup.system_prompt,
@@ -226,11 +238,13 @@ class ChatFlow:
         except IntegrityError:
             await db.rollback()
             raise Conflict("This message was sent already.") from None
+        user_message = message_schema(question)
+        user_message.files = [file_info(f) for f in files]
         live = self.answers.begin(
             Question(
                 user_id=question.user_id,
                 conversation_id=question.conversation_id,
-                user_message=message_schema(question),
+                user_message=user_message,
                 answer_id=answer.id,
                 answer_created_at=answer.created_at,
                 model=model,
@@ -243,7 +257,7 @@ class ChatFlow:
             self.titles.start(question.user_id, question.conversation_id, question.content, live)
         return Exchange(
             question.conversation_id,
-            message_schema(question),
+            user_message,
             answer.id,
             model.id,
             model.provider,

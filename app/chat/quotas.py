@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.db.models import Message, TitleUsage, UserPreferences
+from app.files.services import file_totals
 from app.lib.errors import QuotaExceeded
 from app.settings import Settings
 
@@ -105,6 +106,7 @@ class QuotaService:
         """Today's messages and tokens against the budgets, per model."""
         day = await self._day()
         models = await self._used(day)
+        file_count, file_bytes = await file_totals(self.db, self.user_id)
         return schemas.UsageReport(
             day=day.local,
             time_zone=day.zone,
@@ -112,6 +114,8 @@ class QuotaService:
             messages=_budget(sum(m.messages for m in models), self.settings.quota_daily_messages),
             tokens=_budget(sum(m.tokens for m in models), self.settings.quota_daily_tokens),
             models=models,
+            file_bytes=_budget(file_bytes, self.settings.file_quota_bytes),
+            file_count=file_count,
         )
 
     async def check(self) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from app.files.schemas import FileInfo
 from app.lib.schema import CamelStruct
 from app.organize.schemas import TagRef
 
@@ -25,10 +26,14 @@ ClientId = Annotated[
 
 
 class UIMessagePart(msgspec.Struct, forbid_unknown_fields=False):
-    """A part of an AI SDK UIMessage; only `text` parts are read."""
+    """A part of an AI SDK UIMessage; `text` and `file` parts are read (a file's `url` is
+    this API's file URL or a `data:` URL)."""
 
     type: str
     text: str | None = None
+    url: str | None = None
+    media_type: str | None = msgspec.field(default=None, name="mediaType")
+    filename: str | None = None
 
 
 class UIMessage(msgspec.Struct, forbid_unknown_fields=False):
@@ -50,6 +55,8 @@ class ChatRequest(CamelStruct, forbid_unknown_fields=False):
     stream: bool | None = None
     # Send the same id again when retrying: the earlier exchange is answered, not a new one.
     client_message_id: ClientId | None = None
+    # Ids of files from POST /api/files, carried by the message.
+    files: list[Annotated[str, msgspec.Meta(max_length=64)]] | None = None
     # The AI SDK's fields.
     id: ClientId | None = None
     messages: list[UIMessage] | None = None
@@ -102,6 +109,8 @@ class Message(CamelStruct):
     system_prompt: str | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+    # The files a user message carries (POST /api/files), in order.
+    files: list[FileInfo] = msgspec.field(default_factory=list)
 
 
 class ConversationSummary(CamelStruct):
@@ -231,3 +240,6 @@ class UsageReport(CamelStruct):
     messages: Budget
     tokens: Budget
     models: list[ModelUsage]
+    # Stored files (not daily): bytes against FILE_QUOTA_BYTES, and how many.
+    file_bytes: Budget | None = None
+    file_count: int = 0

@@ -31,7 +31,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chat import schemas
 from app.chat.history import PastMessage
 from app.db.compiled import CompiledQuery, aware_utc
-from app.db.models import Conversation, ConversationTag, Message, MessageReaction, Timestamp
+from app.db.models import (
+    Conversation,
+    ConversationTag,
+    Message,
+    MessageFile,
+    MessageReaction,
+    Timestamp,
+)
+from app.files.schemas import file_info
+from app.files.services import carried_by, delete_left_over, files_of
 from app.lib.cursors import Keyset, Listed, encode_keyset, encode_listed
 from app.lib.errors import Conflict, InvalidInput, NotFound
 from app.lib.pagination import clamp
@@ -498,6 +507,10 @@ class ConversationService:
         """Into the trash with its messages (one instant for all, so that a restore brings
         back exactly those), or, `permanent`, gone at once (also from the trash)."""
         if permanent:
+            in_it = select(Message.id).where(
+                Message.conversation_id == conversation_id, Message.user_id == self.user_id
+            )
+            file_ids = list(await self.db.scalars(carried_by(in_it)))
             gone = await self.db.scalar(
                 delete(Conversation)
                 .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
@@ -505,6 +518,7 @@ class ConversationService:
             )
             if gone is None:
                 raise NotFound("No such conversation.")
+            await delete_left_over(self.db, file_ids)
             return
         now = utc_now()
         gone = await self.db.scalar(
@@ -688,12 +702,22 @@ class MessageService:
             rows = []  # the conversation is yours, and has no messages (before the cursor)
         page = rows[:size]
         page.reverse()
+        messages = [_message_from_record(r) for r in page]
+        await self.add_files(messages)
         return schemas.MessagePage(
-            messages=[_message_from_record(r) for r in page],
+            messages=messages,
             next_cursor=encode_keyset(to_naive_utc(page[0]["created_at"]), page[0]["id"])
             if len(rows) > size
             else None,
         )
+
+    async def add_files(self, messages: Sequence[schemas.Message]) -> None:
+        """Fill in the files the user messages among `messages` carry."""
+        carried = await files_of(
+            self.db, self.user_id, [m.id for m in messages if m.role == "user"]
+        )
+        for message in messages:
+            message.files = [file_info(f) for f in carried.get(message.id, [])]
 
     async def all_in(self, conversation_id: str) -> list[Message]:
         return list(
@@ -715,7 +739,13 @@ class MessageService:
                 self._live(),
                 Message.superseded_at.is_(None),
                 Message.status.not_in(("error", "streaming")),
-                Message.content != "",
+                # A question of files only has no text, and still belongs in the window.
+                or_(
+                    Message.content != "",
+                    select(MessageFile.file_id)
+                    .where(MessageFile.message_id == Message.id)
+                    .exists(),
+                ),
             )
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(count)

@@ -156,8 +156,10 @@ def ui_message_stream(exchange: Exchange) -> Stream:
     return Stream(chunks(), media_type="text/event-stream", headers=UI_STREAM_HEADERS)
 
 
-def ui_question(request: schemas.ChatRequest) -> tuple[str, str | None]:
-    """The text and client id of the last user message of an AI SDK request."""
+def ui_question(
+    request: schemas.ChatRequest,
+) -> tuple[str, str | None, list[schemas.UIMessagePart]]:
+    """The text, client id and `file` parts of the last user message of an AI SDK request."""
     if isinstance(request.message, schemas.UIMessage):
         last: schemas.UIMessage | None = request.message
     else:
@@ -165,4 +167,4 @@ def ui_question(request: schemas.ChatRequest) -> tuple[str, str | None]:
     if last is None or last.role != "user":
         raise InvalidInput("message: the last message must be the user's")
     text = "".join(p.text or "" for p in last.parts if p.type == "text")
-    return text, last.id
+    return text, last.id, [p for p in last.parts if p.type == "file"]

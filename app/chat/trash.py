@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
 from app.db.models import Conversation, Message
+from app.files.services import carried_by, delete_left_over
 from app.lib.time import utc_now
 
 logger = logging.getLogger("chatwithme.trash")
@@ -42,9 +43,11 @@ def parse_age(raw: str) -> timedelta:
 class Purged:
     conversations: int
     messages: int
+    files: int = 0
 
     def __str__(self) -> str:
-        return f"{self.conversations} conversation(s), {self.messages} message(s)"
+        files = f", {self.files} file(s)" if self.files else ""
+        return f"{self.conversations} conversation(s), {self.messages} message(s){files}"
 
 
 async def purge(db: AsyncSession, older_than: timedelta, dry_run: bool = False) -> Purged:
@@ -59,6 +62,8 @@ async def purge(db: AsyncSession, older_than: timedelta, dry_run: bool = False) 
         )
         messages = await db.scalar(select(func.count()).where(old_messages))
         return Purged(conversations or 0, messages or 0)
+    # The files of those messages go with them when no other message carries them.
+    file_ids = list(await db.scalars(carried_by(select(Message.id).where(old_messages))))
     # Messages first, counted from their own statement (the conversations' cascade would not
     # say how many it took).
     messages = len(
@@ -73,7 +78,7 @@ async def purge(db: AsyncSession, older_than: timedelta, dry_run: bool = False) 
             )
         ).all()
     )
-    return Purged(conversations, messages)
+    return Purged(conversations, messages, await delete_left_over(db, file_ids))
 
 
 class TrashPurger:

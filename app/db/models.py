@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Text,
     func,
@@ -572,3 +573,60 @@ class ImportedConversation(Base):
             onupdate="CASCADE",
         ),
     )
+
+
+def _cascade_fk(column: str, table: str) -> ForeignKey:
+    """A foreign key to `column` ("files.id") that follows deletes, named as Prisma names it."""
+    local = {"files.id": "fileId", "messages.id": "messageId"}[column]
+    return ForeignKey(column, name=f"{table}_{local}_fkey", ondelete="CASCADE", onupdate="CASCADE")
+
+
+class File(Base):
+    """An uploaded file (revision 0019): one row per content a user holds, so a file sent
+    twice by the same user is stored once. `sha256` is NULL only while it is being uploaded."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("files_userId_sha256_key", "userId", "sha256", unique=True),)
+
+    id: Mapped[str] = _id_column()
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("files"))
+    sha256: Mapped[str | None] = mapped_column(Text)
+    media_type: Mapped[str] = mapped_column("mediaType", Text)
+    size: Mapped[int] = mapped_column(BigInteger, server_default=text("0"), default=0)
+    name: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        "createdAt", Timestamp, server_default=NOW, default=utc_now
+    )
+
+
+class FileChunk(Base):
+    """A file's bytes, in order, at most FILE_CHUNK_BYTES a row (app/files/storage.py)."""
+
+    __tablename__ = "file_chunks"
+    __table_args__ = (Index("file_chunks_userId_idx", "userId"),)
+
+    file_id: Mapped[str] = mapped_column(
+        "fileId", Text, _cascade_fk("files.id", "file_chunks"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("file_chunks"))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class MessageFile(Base):
+    """A file carried by a user message, in the order it was attached."""
+
+    __tablename__ = "message_files"
+    __table_args__ = (
+        Index("message_files_fileId_idx", "fileId"),
+        Index("message_files_userId_idx", "userId"),
+    )
+
+    message_id: Mapped[str] = mapped_column(
+        "messageId", Text, _cascade_fk("messages.id", "message_files"), primary_key=True
+    )
+    file_id: Mapped[str] = mapped_column(
+        "fileId", Text, _cascade_fk("files.id", "message_files"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column("userId", Text, _user_fk("message_files"))
+    position: Mapped[int] = mapped_column(Integer)

@@ -43,6 +43,20 @@ class InvalidInput(DomainError):
     title = "Invalid Input"
 
 
+class UnsupportedMediaType(DomainError):
+    """A body or file of a type this route does not take (a file's type is read from its
+    bytes)."""
+
+    title = "Unsupported Media Type"
+
+
+class StorageFull(DomainError):
+    """The user's stored files would pass FILE_QUOTA_BYTES: a 429 with no Retry-After, as
+    waiting frees nothing (deleting conversations whose files are purged does)."""
+
+    title = "Storage Quota Exceeded"
+
+
 class ProviderError(DomainError):
     """A model provider failed; `detail` is safe to show (no vendor body, no key)."""
 

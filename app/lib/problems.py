@@ -31,6 +31,8 @@ STATUS_OF: dict[type[errors.DomainError], int] = {
     errors.NotFound: 404,
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.StorageFull: 429,
     errors.RateLimited: 429,
     errors.ProviderError: 502,
     errors.ServiceUnavailable: 503,

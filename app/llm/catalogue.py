@@ -10,6 +10,9 @@ from typing import Any
 from app.lib.errors import ConfigurationError
 from app.llm.types import ModelInfo
 
+IMAGES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+IMAGES_AND_PDF = IMAGES | {"application/pdf"}
+
 DEV_ECHO = ModelInfo(
     id="dev-echo",
     provider="dev",
@@ -18,6 +21,7 @@ DEV_ECHO = ModelInfo(
     context_window=8192,
     max_output_tokens=1024,
     development=True,
+    accepts=IMAGES_AND_PDF,  # it names the files it was sent: tests and the page see them
 )
 
 BUILTIN = [
@@ -29,18 +33,24 @@ BUILTIN = [
     ModelInfo("groq/llama-3.1-8b-instant", "groq", "llama-3.1-8b-instant",
               "Llama 3.1 8B Instant (Groq)", 131_072, 8_192,
               input_price=0.05, output_price=0.08),
+    # Groq's vision model: images as OpenAI `image_url` parts (no PDF on Groq).
+    ModelInfo("groq/meta-llama/llama-4-scout-17b-16e-instruct", "groq",
+              "meta-llama/llama-4-scout-17b-16e-instruct", "Llama 4 Scout (Groq, vision)",
+              131_072, 8_192, input_price=0.11, output_price=0.34, accepts=IMAGES,
+              # Groq refuses base64 image requests over 4 MB: 3 MB of image is 4 MB encoded.
+              max_file_bytes=3_000_000),
     ModelInfo("groq/openai/gpt-oss-120b", "groq", "openai/gpt-oss-120b",
               "GPT-OSS 120B (Groq)", 131_072, 65_536, reasoning=True,
               input_price=0.15, output_price=0.60),
     ModelInfo("gemini/gemini-2.5-flash", "gemini", "gemini-2.5-flash",
               "Gemini 2.5 Flash", 1_048_576, 65_536, reasoning=True,
-              input_price=0.30, output_price=2.50),
+              input_price=0.30, output_price=2.50, accepts=IMAGES_AND_PDF),
     ModelInfo("gemini/gemini-2.5-flash-lite", "gemini", "gemini-2.5-flash-lite",
               "Gemini 2.5 Flash-Lite", 1_048_576, 65_536,
-              input_price=0.10, output_price=0.40),
+              input_price=0.10, output_price=0.40, accepts=IMAGES_AND_PDF),
     ModelInfo("gemini/gemini-2.5-pro", "gemini", "gemini-2.5-pro",
               "Gemini 2.5 Pro", 1_048_576, 65_536, reasoning=True,
-              input_price=1.25, output_price=10.0),
+              input_price=1.25, output_price=10.0, accepts=IMAGES_AND_PDF),
     DEV_ECHO,
 ]  # fmt: skip
 
@@ -109,6 +119,10 @@ class ModelCatalogue:
         """In the catalogue at all (configured or not): what preferences may store."""
         return self.aliases.get(requested, requested) in self.models
 
+    def accepting(self, media_type: str, size: int = 0) -> list[ModelInfo]:
+        """The available models that take a file of `media_type` and `size` bytes."""
+        return [m for m in self.available() if m.takes(media_type, size)]
+
     def cheapest(self) -> ModelInfo:
         """The available model with the lowest price (input and output tokens weighed 1:1)."""
         return min(self.available(), key=lambda m: (m.input_price + m.output_price, m.development))
@@ -131,7 +145,8 @@ class ModelCatalogue:
 
 def _read_models_file(path: Path) -> tuple[list[ModelInfo], dict[str, str]]:
     """[[models]] tables (id, provider, model, name, context_window, max_output_tokens, and
-    optionally reasoning, input_price, output_price) and an [aliases] table."""
+    optionally reasoning, input_price, output_price, accepts: media types of files) and an
+    [aliases] table."""
     try:
         data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
         models = [
@@ -145,6 +160,7 @@ def _read_models_file(path: Path) -> tuple[list[ModelInfo], dict[str, str]]:
                 reasoning=bool(entry.get("reasoning", False)),
                 input_price=float(entry.get("input_price", 0.0)),
                 output_price=float(entry.get("output_price", 0.0)),
+                accepts=frozenset(str(t) for t in entry.get("accepts", [])),
             )
             for entry in data.get("models", [])
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from litestar import get
 from litestar.di import NamedDependency
 
@@ -17,6 +18,10 @@ class Model(CamelStruct):
     max_output_tokens: int
     development: bool
     reasoning: bool = False  # streams its reasoning apart from the answer
+    # Media types of the files it takes in a message (`files`, AI SDK `file` parts).
+    accepts: list[str] = msgspec.field(default_factory=list)
+    # The largest file it takes, when smaller than FILE_MAX_BYTES (Groq: 4 MB base64).
+    max_file_bytes: int | None = None
 
 
 class ModelList(CamelStruct):
@@ -41,6 +46,8 @@ async def list_models(router: NamedDependency[ModelRouter]) -> ModelList:
                 max_output_tokens=m.max_output_tokens,
                 development=m.development,
                 reasoning=m.reasoning,
+                accepts=sorted(m.accepts),
+                max_file_bytes=m.max_file_bytes,
             )
             for m in available
         ],

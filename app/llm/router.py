@@ -184,6 +184,12 @@ class ModelRouter:
     ) -> Generation:
         """`fallback=False`: this model only (a title is not worth a second provider)."""
         chain = self.chain_for(model) if fallback else [model]
+        # A fallback must take the files the question carries (the asked model was checked).
+        sent = [a for m in messages for a in m.attachments]
+        chain = [
+            chain[0],
+            *(m for m in chain[1:] if all(m.takes(a.media_type, len(a.data)) for a in sent)),
+        ]
         return Generation(self, chain, messages, sampling or Sampling())
 
     def record(self, provider: str, failure: ProviderFailure | None) -> None:

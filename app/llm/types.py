@@ -18,6 +18,9 @@ FINAL_KINDS: frozenset[str] = frozenset({"auth", "bad_request", "content_filtere
 # windows and when a provider reports no usage; exact counts come from the providers.
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
+# A file in the prompt, roughly: Gemini counts 258 tokens an image or a PDF page, Llama 4's
+# vision a few hundred to a few thousand an image. An estimate for budgets, never billed.
+TOKENS_PER_FILE = 1000
 
 
 def estimate_tokens(text: str) -> int:
@@ -29,9 +32,19 @@ def estimate_message_tokens(content: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a user message: its type (read from its bytes) and the bytes."""
+
+    media_type: str
+    data: bytes = field(repr=False)
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: Role
     content: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,14 @@ class ModelInfo:
     # US dollars per million tokens, in and out: how the cheapest model (titles) is chosen.
     input_price: float = 0.0
     output_price: float = 0.0
+    # The media types of the files it takes (images for vision models, PDF for Gemini).
+    accepts: frozenset[str] = frozenset()
+    # The largest file it takes (None: FILE_MAX_BYTES decides).
+    max_file_bytes: int | None = None
+
+    def takes(self, media_type: str, size: int = 0) -> bool:
+        fits = self.max_file_bytes is None or size <= self.max_file_bytes
+        return media_type in self.accepts and fits
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.files.services import file_totals
 from app.lib.errors import InvalidInput
 from app.lib.schema import CamelStruct
 from app.lib.time import as_utc
@@ -48,6 +49,9 @@ class Stats(CamelStruct):
     active_days: int
     current_streak_days: int
     daily: list[Day]
+    # Stored files (POST /api/files): how many, and their bytes.
+    file_count: int = 0
+    file_bytes: int = 0
 
 
 def validate(days: int | None, tz: str | None) -> tuple[int, str]:
@@ -147,6 +151,7 @@ async def user_stats(db: AsyncSession, user_id: str, days: int, tz: str) -> Stat
     today = datetime.now(ZoneInfo(tz)).date()
     answers = [u for u in usages if u["role"] == "assistant"]
     answers.sort(key=lambda u: -u["messages"])  # stable: ties keep the model order from SQL
+    file_count, file_bytes = await file_totals(db, user_id)
     return Stats(
         conversation_count=row.conversations,
         message_count=sum(u["messages"] for u in usages),
@@ -177,6 +182,8 @@ async def user_stats(db: AsyncSession, user_id: str, days: int, tz: str) -> Stat
         active_days=len(per_day),
         current_streak_days=_streak(set(per_day), today),
         daily=[_day(per_day, today - timedelta(days=offset)) for offset in range(days - 1, -1, -1)],
+        file_count=file_count,
+        file_bytes=file_bytes,
     )
 
 

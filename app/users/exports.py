@@ -31,6 +31,8 @@ from app.db.models import (
     Tag,
     UserPreferences,
 )
+from app.files.schemas import file_info
+from app.files.services import files_of
 from app.lib.errors import RateLimited
 from app.lib.time import as_utc
 from app.shares.services import ShareService
@@ -169,8 +171,12 @@ async def export_chunks(
                         written_conversations += 1
                         size += len(head)
                     messages = await _messages(db, user_id, current.id, after_message)
+                    carried = await files_of(db, user_id, [m.id for m in messages])
                     for index, message in enumerate(messages):
-                        encoded = _encode(message_schema(message))
+                        schema = message_schema(message)
+                        # The files' metadata and URL; their bytes are read at the URL.
+                        schema.files = [file_info(f) for f in carried.get(message.id, [])]
+                        encoded = _encode(schema)
                         first = after_message is None and index == 0
                         parts.append(encoded if first else b"," + encoded)
                         size += len(encoded) + 1

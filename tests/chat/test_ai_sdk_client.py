@@ -5,18 +5,21 @@ Skipped when node and npm are missing; CI has them."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
 from app.settings import Settings
 from tests.chat.conftest import chat_settings
 from tests.chat.test_live import live_app
-from tests.fakes.llm import FakeLLM, Scenario
+from tests.fakes.llm import FakeLLM, Scenario, inline_data
+from tests.files.conftest import png
 from tests.npm import cache_folder, npm_install, require_node
 
 PACKAGES = Path(__file__).parent / "aisdk"
@@ -107,3 +110,83 @@ async def test_the_ai_sdk_client_reads_reasoning_parts_and_the_chat_title(
     reasoning = [p for p in parts if p["type"] == "reasoning"]
     assert [p["text"] for p in reasoning] == ["Adding two and two."]
     assert [p["text"] for p in parts if p["type"] == "text"] == ["".join(ANSWER)]
+
+
+def _run_files(
+    folder: Path,
+    major: int,
+    url: str,
+    token: str,
+    chat_id: str,
+    model: str,
+    file_url: str,
+    picture: bytes,
+) -> dict[str, Any]:
+    script = folder / "files.mjs"
+    script.write_bytes((PACKAGES / "files.mjs").read_bytes())
+    arguments = [
+        str(major),
+        url,
+        token,
+        chat_id,
+        model,
+        file_url,
+        base64.b64encode(picture).decode(),
+    ]
+    done = subprocess.run(
+        ["node", str(script), *arguments], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("major", [5, 6, 7])
+async def test_the_ai_sdk_clients_file_parts_reach_gemini_and_groq(
+    major: int,
+    ai_sdk: Path,
+    settings: Settings,
+    database_url: str,
+    groq_fake: FakeLLM,
+    gemini_fake: FakeLLM,
+) -> None:
+    """Issue 24 item 1: an image as a `data:` URL and one uploaded first (its URL), sent as
+    the SDK sends `file` parts, reach Gemini as inline data and Groq as image_url parts."""
+    inline, uploaded = png(seed=major), png(seed=major + 10)
+    app_settings = chat_settings(settings, groq_fake, gemini_fake, llm_fallback="none")
+    async with live_app(app_settings, database_url) as (url, token, database):
+        async with httpx.AsyncClient(base_url=url) as client:
+            stored = await client.post(
+                "/api/files",
+                files={"file": ("uploaded.png", uploaded, "image/png")},
+                headers={"authorization": f"Bearer {token}"},
+            )
+        assert stored.status_code == 201, stored.text
+        file_url = stored.json()["url"]
+        runs = {
+            model: await asyncio.to_thread(
+                _run_files, ai_sdk, major, url, token, f"aiSdkFiles{major}{n}x", model,
+                file_url, inline,
+            )
+            for n, model in enumerate(
+                ["gemini/gemini-2.5-flash", "groq/meta-llama/llama-4-scout-17b-16e-instruct"]
+            )
+        }  # fmt: skip
+        await database.engine.dispose()
+    for seen in runs.values():
+        assert seen["errors"] == [] and seen["status"] == "complete", seen
+        assert seen["text"] == "Hello, world!"
+    (contents,) = gemini_fake.received[-1].body["contents"]
+    assert contents["parts"][0] == {"text": "What is in these pictures?"}
+    assert [inline_data(p) for p in contents["parts"][1:]] == [
+        ("image/png", inline),
+        ("image/png", uploaded),
+    ]
+    content = groq_fake.received[-1].body["messages"][-1]["content"]
+    assert content == [
+        {"type": "text", "text": "What is in these pictures?"},
+        *(
+            {"type": "image_url",
+             "image_url": {"url": "data:image/png;base64," + base64.b64encode(p).decode()}}
+            for p in (inline, uploaded)
+        ),
+    ]  # fmt: skip

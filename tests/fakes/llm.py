@@ -18,7 +18,10 @@ connection. Every request is recorded, and whether the client went away before t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import socket
 import threading
 import time
@@ -48,6 +51,69 @@ class Scenario:
     usage: tuple[int, int] | None = (11, 7)
     finish: str | None = None  # default: "stop" / "STOP"
     reasoning: list[str] = field(default_factory=list)  # thoughts sent before the chunks
+
+
+_DATA_URL = re.compile(r"^data:(image/(?:png|jpeg|webp|gif));base64,([A-Za-z0-9+/=]+)$")
+
+
+def proto_bytes(data: str) -> bytes:
+    """A `bytes` field of proto JSON: standard or URL-safe base64, padded or not (Google's
+    parsers take all four; google-genai sends URL-safe)."""
+    data = data.replace("-", "+").replace("_", "/")
+    return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+
+
+def _base64_ok(data: object, *, proto: bool = False) -> bool:
+    try:
+        if not isinstance(data, str):
+            return False
+        return bool(proto_bytes(data) if proto else base64.b64decode(data, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+def inline_data(part: dict[str, Any]) -> tuple[str, bytes] | None:
+    """A Gemini part's inline file as (media type, bytes), whichever spelling was sent."""
+    inline = part.get("inlineData")
+    if inline is None:
+        return None
+    return inline.get("mimeType", inline.get("mime_type")), proto_bytes(inline["data"])
+
+
+def wire_error(path: str, body: dict[str, Any]) -> str | None:
+    """What the real vendor would refuse in a request's messages (files especially), or None.
+
+    OpenAI-compatible (Groq): `content` is a string or a list of `{"type": "text", "text"}` and
+    `{"type": "image_url", "image_url": {"url": "data:image/...;base64,..."}}` parts. Gemini:
+    each part holds one of `text` or `inlineData: {mimeType, data (base64)}`."""
+    if path.startswith("/v1beta/models/"):
+        for content in body.get("contents", []):
+            for part in content.get("parts", []):
+                if len(part.keys() & {"text", "inlineData", "fileData"}) != 1:
+                    return "each part must hold exactly one kind of data"
+                inline = part.get("inlineData")
+                # Proto JSON: `mimeType`, or the field's own name `mime_type`, which
+                # google-genai sends (both are read by the API).
+                mime_type = inline.get("mimeType", inline.get("mime_type")) if inline else None
+                if inline is not None and not (
+                    isinstance(mime_type, str) and _base64_ok(inline.get("data"), proto=True)
+                ):
+                    return "inlineData needs mimeType and base64 data"
+        return None
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            continue
+        if not isinstance(content, list) or message.get("role") != "user":
+            return "content must be a string (or a list of parts in a user message)"
+        for part in content:
+            if part.get("type") == "text" and isinstance(part.get("text"), str):
+                continue
+            url = (part.get("image_url") or {}).get("url", "")
+            found = _DATA_URL.match(url) if part.get("type") == "image_url" else None
+            if found is None or not _base64_ok(found.group(2)):
+                return f"unsupported content part: {str(part)[:80]}"
+    return None
 
 
 @dataclass
@@ -111,6 +177,10 @@ class FakeLLM:
                 else:
                     scenario = fake.queue.popleft() if fake.queue else fake.default
                 fake.sleep(scenario.first_byte_delay)
+                refused = wire_error(parts.path, body)
+                if refused is not None:  # as the vendor would: a 400 naming the bad field
+                    self._json(400, {"error": {"message": refused, "code": 400}})
+                    return
                 if scenario.status is not None:
                     self._error(scenario)
                     return

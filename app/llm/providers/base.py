@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from app.llm.types import (
     ChatMessage,
@@ -65,3 +66,23 @@ def ended_early(provider: str) -> ProviderFailure:
 
 def malformed(provider: str) -> ProviderFailure:
     return ProviderFailure("unavailable", f"{provider} sent a malformed response")
+
+
+def openai_content(message: ChatMessage) -> str | list[dict[str, Any]]:
+    """A message's `content` as OpenAI-compatible APIs (Groq, vLLM, Ollama) take it: the text
+    alone, or with files, a list of parts where each image is an `image_url` part holding a
+    `data:` URL (the server never hands a vendor a URL of its own to fetch)."""
+    if not message.attachments:
+        return message.content
+    parts: list[dict[str, Any]] = (
+        [{"type": "text", "text": message.content}] if message.content else []
+    )
+    for attachment in message.attachments:
+        encoded = base64.b64encode(attachment.data).decode("ascii")
+        parts.append(
+            {
+                "type": "image_url",
+                "image_url": {"url": f"data:{attachment.media_type};base64,{encoded}"},
+            }
+        )
+    return parts

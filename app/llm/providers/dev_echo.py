@@ -31,9 +31,14 @@ class DevEchoProvider:
 
     @staticmethod
     def answer_for(messages: list[ChatMessage]) -> str:
-        last = next((m.content for m in reversed(messages) if m.role == "user"), "")
+        last = next((m for m in reversed(messages) if m.role == "user"), None)
         turns = sum(1 for m in messages if m.role == "user")
-        return f'{PREAMBLE}You said: "{last.strip()}" (message {turns} of this conversation).'
+        text = last.content.strip() if last else ""
+        files = ""
+        if last is not None and last.attachments:
+            names = ", ".join(f"{a.name} ({a.media_type})" for a in last.attachments)
+            files = f" with {len(last.attachments)} file(s): {names}"
+        return f'{PREAMBLE}You said: "{text}"{files} (message {turns} of this conversation).'
 
     async def stream(
         self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling

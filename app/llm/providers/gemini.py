@@ -26,6 +26,16 @@ from app.llm.types import (
 BLOCKED = {"SAFETY", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "RECITATION"}
 
 
+def _parts(message: ChatMessage) -> list[types.Part]:
+    """The text, then each file as inline data (`inlineData: {mimeType, data}` on the wire,
+    base64): images and PDF alike."""
+    parts = [types.Part(text=message.content)] if message.content else []
+    parts += [
+        types.Part.from_bytes(data=a.data, mime_type=a.media_type) for a in message.attachments
+    ]
+    return parts or [types.Part(text="")]
+
+
 class GeminiProvider:
     name = "gemini"
 
@@ -52,10 +62,7 @@ class GeminiProvider:
     ) -> AsyncIterator[StreamEvent]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         contents = [
-            types.Content(
-                role="model" if m.role == "assistant" else "user",
-                parts=[types.Part(text=m.content)],
-            )
+            types.Content(role="model" if m.role == "assistant" else "user", parts=_parts(m))
             for m in messages
             if m.role != "system"
         ]

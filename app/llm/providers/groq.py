@@ -17,7 +17,13 @@ import httpx
 import msgspec
 from groq.types.chat import ChatCompletionMessageParam
 
-from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
+from app.llm.providers.base import (
+    StreamEvent,
+    ended_early,
+    failure_for_status,
+    malformed,
+    openai_content,
+)
 from app.llm.types import (
     ChatMessage,
     ModelInfo,
@@ -124,7 +130,7 @@ class GroqProvider:
                 model=model.model,
                 messages=cast(
                     "list[ChatCompletionMessageParam]",
-                    [{"role": m.role, "content": m.content} for m in messages],
+                    [{"role": m.role, "content": openai_content(m)} for m in messages],
                 ),
                 stream=True,
                 # `max_completion_tokens`: Groq's name; its `max_tokens` is deprecated.

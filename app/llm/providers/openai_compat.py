@@ -12,7 +12,13 @@ from typing import Any
 
 import httpx
 
-from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
+from app.llm.providers.base import (
+    StreamEvent,
+    ended_early,
+    failure_for_status,
+    malformed,
+    openai_content,
+)
 from app.llm.types import (
     ChatMessage,
     ModelInfo,
@@ -47,7 +53,7 @@ class OpenAICompatProvider:
     ) -> AsyncIterator[StreamEvent]:
         body: dict[str, Any] = {
             "model": model.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [{"role": m.role, "content": openai_content(m)} for m in messages],
             "stream": True,
             "stream_options": {"include_usage": True},
         }

@@ -2,6 +2,7 @@
 // sending a message, regenerating the last answer, and following an answer after a reload.
 
 import { api, ApiError } from "./api.js";
+import { fileParts, hasAttachments, restoreAttachments, takeAttachments, wireFiles } from "./files.js";
 import { $ } from "./dom.js";
 import { focusMessage, renderMessages, scrollToEnd, showChatError } from "./messages.js";
 import { preferredModel } from "./settings.js";
@@ -92,19 +93,21 @@ async function sendMessage(event) {
   event.preventDefault();
   const input = $("composer-input");
   const text = input.value;
-  if (!text.trim() || state.live) return;
+  if ((!text.trim() && !hasAttachments()) || state.live) return;
   showChatError(null);
+  const files = takeAttachments();
   const isNew = !state.conversationId;
   const conversationId = state.conversationId || newId();
   const model = $("model-select").value || undefined;
-  const optimistic = { id: `local-${newId()}`, role: "user", content: text, createdAt: new Date().toISOString(), status: "complete" };
+  const optimistic = { id: `local-${newId()}`, role: "user", content: text, files, createdAt: new Date().toISOString(), status: "complete" };
   state.conversationId = conversationId;
   state.messages = [...state.messages, optimistic];
   input.value = "";
-  const message = { id: newId(), role: "user", parts: [{ type: "text", text }] };
+  const message = { id: newId(), role: "user", parts: [...fileParts(files), { type: "text", text }] };
   const ok = await stream({ path: "/api/chat", body: { id: conversationId, message, model } }, conversationId, { isNew, refresh: refreshAfterAnswer });
   if (!ok) {
-    input.value = text; // nothing was sent: give the text back
+    input.value = text; // nothing was sent: give the text and the files back
+    restoreAttachments(files);
     state.messages = state.messages.filter((m) => m !== optimistic);
     renderMessages();
   }
@@ -144,6 +147,7 @@ export function wireChat() {
   $("load-earlier").addEventListener("click", () => loadEarlier());
   $("composer").addEventListener("submit", sendMessage);
   $("stop-button").addEventListener("click", stopAnswer);
+  wireFiles(showChatError);
   $("message-list").addEventListener("click", (event) => {
     if (event.target.closest("button.regenerate")) regenerate();
   });

@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { $, h } from "./dom.js";
+import { messageFiles } from "./files.js";
 import { renderMarkdown } from "./markdown.js";
 import { guarded } from "./session.js";
 import { formatTime, state } from "./state.js";
@@ -89,7 +90,8 @@ function messageElement({ message, versions, index }, isLastAnswer) {
   if (user) body.textContent = message.content;
   else body.append(renderMarkdown(message.content));
   const thoughts = !user && message.reasoning ? reasoningElement(message.reasoning).el : null;
-  const el = h("article", { class: `message ${message.role}`, id: `m-${message.id}`, tabindex: "-1", dataset: { status: message.status } }, head, thoughts, body);
+  const files = user ? messageFiles(message) : null;
+  const el = h("article", { class: `message ${message.role}`, id: `m-${message.id}`, tabindex: "-1", dataset: { status: message.status } }, head, thoughts, files, body);
   if (!user) {
     const status = statusElement(message);
     if (status) el.append(status);

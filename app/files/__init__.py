@@ -1,0 +1,1 @@
+"""Attachments: uploaded images and PDFs, stored in PostgreSQL, carried by user messages."""

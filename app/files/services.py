@@ -1,0 +1,269 @@
+"""Files: storing an upload (checked, limited, deduplicated), finding a user's own files, and
+linking them to the messages that carry them.
+
+Deduplication is per user: (userId, sha256) is unique. A user who sends the same bytes twice
+gets the first file back (its id and name) and pays for it once; two users sending the same
+bytes each hold a copy, so quotas count what each sent, deleting one user's data deletes only
+their bytes, and no upload can reveal what another user holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.models import File, MessageFile
+from app.files.sniff import EXTENSIONS, SNIFF_BYTES, media_type_of
+from app.files.storage import CHUNK_BYTES, FileStorage, PostgresStorage
+from app.lib.errors import (
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    StorageFull,
+    UnsupportedMediaType,
+)
+from app.settings import Settings
+
+MAX_NAME_CHARS = 255
+# Control characters (NUL included), path separators and quotes never reach a stored name:
+# the name is shown on the page and sent in Content-Disposition.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f-\x9f/\\"<>|:*?]')
+
+
+def clean_name(name: str | None, media_type: str) -> str:
+    """A name safe to store and show: the last path segment, no control characters, at most
+    255 characters; `file.<ext>` when nothing is left."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = re.split(r"[/\\]", name)[-1]
+    name = _UNSAFE.sub("_", name).strip(" .")
+    return name[:MAX_NAME_CHARS] or f"file.{EXTENSIONS[media_type]}"
+
+
+class FileService:
+    def __init__(
+        self,
+        db: AsyncSession,
+        user_id: str,
+        settings: Settings,
+        storage: FileStorage | None = None,
+    ) -> None:
+        self.db = db
+        self.user_id = user_id
+        self.settings = settings
+        self.storage = storage or PostgresStorage(db)
+
+    async def used_bytes(self) -> int:
+        """What the user's stored files take (each content once)."""
+        return (await file_totals(self.db, self.user_id))[1]
+
+    async def upload(self, chunks: AsyncIterator[bytes], name: str | None) -> File:
+        """Store the bytes `chunks` yields as one file, in the caller's transaction.
+
+        The type comes from the first bytes (415 for anything but PNG, JPEG, WebP, GIF, PDF),
+        the size is counted as they come (413 past FILE_MAX_BYTES, 429 past the quota), and
+        at most one chunk is held in memory. Bytes this user stored before give the earlier
+        file back, and nothing new is kept."""
+        limit = self.settings.file_max_bytes
+        room = self.settings.file_quota_bytes - await self.used_bytes()
+        digest = hashlib.sha256()
+        buffer = bytearray()
+        size = seq = 0
+        row: File | None = None
+        async for piece in chunks:
+            size += len(piece)
+            if size > limit:
+                raise PayloadTooLarge(f"file: larger than FILE_MAX_BYTES ({limit:,} bytes)")
+            if size > room:
+                raise self._full()
+            digest.update(piece)
+            buffer += piece
+            if row is None:
+                if len(buffer) < SNIFF_BYTES:
+                    continue
+                row = await self._begin(bytes(buffer[:SNIFF_BYTES]), name)
+            while len(buffer) >= CHUNK_BYTES:
+                await self.storage.append(row.id, self.user_id, seq, bytes(buffer[:CHUNK_BYTES]))
+                del buffer[:CHUNK_BYTES]
+                seq += 1
+        if row is None:
+            if not buffer:
+                raise InvalidInput("file: empty")
+            row = await self._begin(bytes(buffer), name)
+        if buffer:
+            await self.storage.append(row.id, self.user_id, seq, bytes(buffer))
+        return await self._finish(row, digest.hexdigest(), size)
+
+    async def upload_bytes(self, data: bytes, name: str | None) -> File:
+        """As `upload`, for bytes already in memory (a `data:` URL in a chat body)."""
+
+        async def pieces() -> AsyncIterator[bytes]:
+            for start in range(0, len(data), CHUNK_BYTES):
+                yield data[start : start + CHUNK_BYTES]
+
+        return await self.upload(pieces(), name)
+
+    def _full(self) -> StorageFull:
+        quota = self.settings.file_quota_bytes
+        return StorageFull(
+            f"file: your files would pass your storage quota (FILE_QUOTA_BYTES, {quota:,} "
+            "bytes); delete files (DELETE /api/files/{id}) to make room."
+        )
+
+    async def _begin(self, head: bytes, name: str | None) -> File:
+        media_type = media_type_of(head)
+        if media_type is None:
+            raise UnsupportedMediaType(
+                "file: not an accepted type; send PNG, JPEG, WebP or GIF images, or PDF "
+                "(the type is read from the file's bytes, not its name)"
+            )
+        row = File(user_id=self.user_id, media_type=media_type, name=clean_name(name, media_type))
+        self.db.add(row)
+        await self.db.flush()
+        return row
+
+    async def _finish(self, row: File, sha256: str, size: int) -> File:
+        earlier = await self._by_hash(sha256)
+        if earlier is None:
+            row.sha256, row.size = sha256, size
+            try:
+                async with self.db.begin_nested():
+                    await self.db.flush()
+                return row
+            except IntegrityError:  # the same bytes, uploaded in parallel, committed first
+                earlier = await self._by_hash(sha256)
+                if earlier is None:
+                    raise
+        await self.db.execute(delete(File).where(File.id == row.id))  # its chunks cascade
+        self.db.expunge(row)
+        return earlier
+
+    async def _by_hash(self, sha256: str) -> File | None:
+        return await self.db.scalar(
+            select(File).where(File.user_id == self.user_id, File.sha256 == sha256)
+        )
+
+    async def get_owned(self, file_id: str) -> File:
+        """The caller's stored file; NotFound for anyone else's, or none."""
+        row = await self.db.scalar(
+            select(File).where(
+                File.id == file_id, File.user_id == self.user_id, File.sha256.is_not(None)
+            )
+        )
+        if row is None:
+            raise NotFound("No such file.")
+        return row
+
+    async def list_for_user(self, limit: int) -> list[File]:
+        """The user's files, newest first."""
+        rows = await self.db.scalars(
+            select(File)
+            .where(File.user_id == self.user_id, File.sha256.is_not(None))
+            .order_by(File.created_at.desc(), File.id.desc())
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def delete(self, file_id: str) -> None:
+        """Delete the file with its bytes; the messages that carried it no longer do (their
+        text stays). NotFound for anyone else's."""
+        gone = await self.db.scalar(
+            delete(File)
+            .where(File.id == file_id, File.user_id == self.user_id, File.sha256.is_not(None))
+            .returning(File.id)
+        )
+        if gone is None:
+            raise NotFound("No such file.")
+
+    async def owned(self, file_ids: Sequence[str]) -> list[File]:
+        """The caller's files in the order given (repeats dropped); NotFound if any is not
+        theirs, 400 past FILES_PER_MESSAGE."""
+        ids = list(dict.fromkeys(file_ids))
+        most = self.settings.files_per_message
+        if len(ids) > most:
+            raise InvalidInput(f"files: at most {most} files a message")
+        if not ids:
+            return []
+        rows = await self.db.scalars(
+            select(File).where(
+                File.id.in_(ids), File.user_id == self.user_id, File.sha256.is_not(None)
+            )
+        )
+        found = {row.id: row for row in rows}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise NotFound(f"No such file: {missing[0]}.")
+        return [found[i] for i in ids]
+
+    async def attach(self, message_id: str, files: Sequence[File]) -> None:
+        """Link `files` to the user message `message_id`, in order."""
+        if files:
+            await self.db.execute(
+                insert(MessageFile),
+                [
+                    {"message_id": message_id, "file_id": f.id, "user_id": self.user_id,
+                     "position": n}
+                    for n, f in enumerate(files)
+                ],
+            )  # fmt: skip
+
+    async def content(self, row: File) -> bytes:
+        return await self.storage.read_all(row.id)
+
+
+async def file_totals(db: AsyncSession, user_id: str) -> tuple[int, int]:
+    """How many files the user holds, and their bytes (what FILE_QUOTA_BYTES limits)."""
+    found = (
+        await db.execute(
+            select(func.count(), func.coalesce(func.sum(File.size), 0)).where(
+                File.user_id == user_id, File.sha256.is_not(None)
+            )
+        )
+    ).one()
+    return int(found[0]), int(found[1])
+
+
+async def files_of(
+    db: AsyncSession, user_id: str, message_ids: Sequence[str]
+) -> dict[str, list[File]]:
+    """The files each of the user's messages carries, in order."""
+    if not message_ids:
+        return {}
+    rows = await db.execute(
+        select(MessageFile.message_id, File)
+        .join(File, File.id == MessageFile.file_id)
+        .where(MessageFile.user_id == user_id, MessageFile.message_id.in_(message_ids))
+        .order_by(MessageFile.message_id, MessageFile.position)
+    )
+    result: dict[str, list[File]] = {}
+    for message_id, row in rows.all():
+        result.setdefault(message_id, []).append(row)
+    return result
+
+
+def carried_by(messages: Any) -> Any:
+    """The ids of the files the messages whose ids `messages` selects carry (a subquery)."""
+    return select(MessageFile.file_id).where(MessageFile.message_id.in_(messages))
+
+
+async def delete_left_over(db: AsyncSession, file_ids: Sequence[str]) -> int:
+    """Of `file_ids` (files of messages just deleted for good), those no message carries any
+    more, with their bytes: purging a conversation frees its files' space. A file uploaded
+    and never sent is not touched here; it stays until its owner is deleted."""
+    if not file_ids:
+        return 0
+    gone = await db.execute(
+        delete(File)
+        .where(
+            File.id.in_(file_ids),
+            ~select(MessageFile.file_id).where(MessageFile.file_id == File.id).exists(),
+        )
+        .returning(File.id)
+    )
+    return len(gone.all())
