@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
-from app.chat.history import PastMessage
+from app.chat.branches import BranchService, Siblings
 from app.db.compiled import CompiledQuery, aware_utc
 from app.db.models import Conversation, ConversationTag, Message, MessageReaction, Timestamp
 from app.lib.cursors import Keyset, Listed, encode_keyset, encode_listed
@@ -59,6 +59,8 @@ class ConversationSettings:
     max_output_tokens: int | None
     title_source: str | None
     title: str | None
+    # Not a setting: the branch an answer continues (None: linear order, see branches.py).
+    current_leaf_id: str | None = None
 
 
 def checked_system_prompt(value: str | None) -> str | None:
@@ -150,6 +152,15 @@ def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Messa
         system_prompt=row.system_prompt,
         temperature=row.temperature,
         max_output_tokens=row.max_output_tokens,
+        parent_id=row.parent_id,
+    )
+
+
+def with_siblings(message: schemas.Message, found: Siblings | None) -> schemas.Message:
+    """The message with its place among its siblings (alone when `found` is None)."""
+    ids = found.ids if found is not None else [message.id]
+    return msgspec.structs.replace(
+        message, sibling_ids=ids, sibling_index=ids.index(message.id), sibling_count=len(ids)
     )
 
 
@@ -221,7 +232,16 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
         .limit(bindparam("size"))
         .subquery("keys")
     )
-    last = (
+    # The last message of the branch shown: the leaf, by primary key; in a conversation read in
+    # linear order (no leaf: written by Prisma), its newest message that is not a replaced
+    # version. `LIMIT 1` over the two stops at the first that has a row: the second part is
+    # read only when the first has none.
+    leaf = select(
+        Message.content.label("content"),
+        Message.role.label("role"),
+        Message.created_at.label("at"),
+    ).where(Message.id == Conversation.current_leaf_id, Message.deleted_at.is_(None))
+    newest = (
         select(
             Message.content.label("content"),
             Message.role.label("role"),
@@ -229,13 +249,14 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
         )
         .where(
             Message.conversation_id == keys.c.id,
+            Conversation.current_leaf_id.is_(None),
             Message.superseded_at.is_(None),
             Message.deleted_at.is_(None),
         )
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(1)
-        .lateral("last")
     )
+    last = union_all(leaf, newest.subquery().select()).limit(1).lateral("last")
     counted = (
         select(func.count())
         .where(Message.conversation_id == keys.c.id, Message.deleted_at.is_(None))
@@ -278,7 +299,7 @@ _MESSAGE_COLUMNS = (
     Message.completion_tokens, Message.tokens_estimated, Message.time_to_first_token_ms,
     Message.total_time_ms, Message.finish_reason, Message.error_code, Message.reply_to_id,
     Message.prompt_message_ids, Message.attempts, Message.superseded_at, Message.reasoning,
-    Message.system_prompt, Message.temperature, Message.max_output_tokens,
+    Message.system_prompt, Message.temperature, Message.max_output_tokens, Message.parent_id,
 )  # fmt: skip
 
 
@@ -374,6 +395,7 @@ def _message_from_record(r: Record) -> schemas.Message:
         system_prompt=r["system_prompt"],
         temperature=r["temperature"],
         max_output_tokens=r["max_output_tokens"],
+        parent_id=r["parent_id"],
     )
 
 
@@ -635,6 +657,7 @@ class ConversationService:
                     Conversation.max_output_tokens,
                     Conversation.title_source,
                     Conversation.title,
+                    Conversation.current_leaf_id,
                 )
             )
         ).first()
@@ -670,9 +693,20 @@ class MessageService:
         limit: int | None,
         include_versions: bool = False,
     ) -> schemas.MessagePage:
-        """The newest page before the cursor, in chronological order, with your reactions;
-        NotFound unless the conversation is yours and not in the trash."""
+        """The newest page before the cursor, in chronological order, with your reactions and
+        each message's siblings: the branch shown (its leaf and ancestors), or, for a
+        conversation read in linear order, its messages that are not replaced versions.
+        `include_versions` adds the other versions of each answer. NotFound unless the
+        conversation is yours and not in the trash."""
         size = clamp(limit, 50, MAX_MESSAGES_PAGE)
+        branches = BranchService(self.db, self.user_id)
+        leaf = await branches.leaf_of(conversation_id)
+        if leaf is not None:
+            start, skip = (before.row_id, True) if before is not None else (leaf, False)
+            ids = await branches.branch_ids(conversation_id, start, size + 1, skip_start=skip)
+            if ids or before is not None:
+                return await self._branch_page(conversation_id, ids, size, include_versions)
+            # The leaf is gone (purged): read the conversation in linear order.
         params: dict[str, Any] = {
             "user_id": self.user_id,
             "conversation_id": conversation_id,
@@ -689,9 +723,53 @@ class MessageService:
         page = rows[:size]
         page.reverse()
         return schemas.MessagePage(
-            messages=[_message_from_record(r) for r in page],
+            messages=[with_siblings(_message_from_record(r), None) for r in page],
             next_cursor=encode_keyset(to_naive_utc(page[0]["created_at"]), page[0]["id"])
             if len(rows) > size
+            else None,
+        )
+
+    async def _branch_page(
+        self, conversation_id: str, ids: list[str], size: int, include_versions: bool
+    ) -> schemas.MessagePage:
+        """The page of a branch from the ids of the walk (newest first, one more than `size`
+        when there are older ones)."""
+        shown = ids[:size]
+        rows = list(
+            await self.db.scalars(
+                select(Message).where(Message.id.in_(shown), Message.user_id == self.user_id)
+            )
+        )
+        siblings = await BranchService(self.db, self.user_id).siblings(conversation_id, rows)
+        if include_versions:
+            versions = {
+                other
+                for row in rows
+                if row.role == "assistant"
+                for other in siblings[row.id].ids
+                if other != row.id
+            }
+            if versions:
+                rows += list(
+                    await self.db.scalars(
+                        select(Message).where(
+                            Message.id.in_(versions), Message.user_id == self.user_id
+                        )
+                    )
+                )
+                siblings |= await BranchService(self.db, self.user_id).siblings(
+                    conversation_id, rows
+                )
+        rows.sort(key=lambda m: (m.created_at, m.id))
+        reactions = await self.reactions_for([m.id for m in rows])
+        oldest = next((m for m in rows if m.id == shown[-1]), None) if shown else None
+        return schemas.MessagePage(
+            messages=[
+                with_siblings(message_schema(m, reactions.get(m.id, [])), siblings.get(m.id))
+                for m in rows
+            ],
+            next_cursor=encode_keyset(oldest.created_at, oldest.id)
+            if oldest is not None and len(ids) > size
             else None,
         )
 
@@ -704,36 +782,22 @@ class MessageService:
             )
         )
 
-    async def recent_history(
-        self, conversation_id: str, count: int, before: datetime | None = None
-    ) -> list[PastMessage]:
-        """Up to `count` latest usable messages (no failed or replaced answers), oldest first."""
-        query = (
-            select(Message.id, Message.role, Message.content)
-            .where(
-                Message.conversation_id == conversation_id,
-                self._live(),
-                Message.superseded_at.is_(None),
-                Message.status.not_in(("error", "streaming")),
-                Message.content != "",
-            )
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(count)
-        )
-        if before is not None:
-            query = query.where(Message.created_at < before)
-        rows = (await self.db.execute(query)).all()
-        return [PastMessage(r.id, r.role, r.content) for r in reversed(rows)]
-
     async def add_user_message(
-        self, conversation_id: str, content: str, client_message_id: str | None = None
+        self,
+        conversation_id: str,
+        content: str,
+        client_message_id: str | None = None,
+        parent_id: str | None = None,
     ) -> Message:
+        """A question following `parent_id` (the branch's leaf; for an edit, the parent of
+        the question edited)."""
         message = Message(
             conversation_id=conversation_id,
             user_id=self.user_id,
             role="user",
             content=content,
             client_message_id=client_message_id,
+            parent_id=parent_id,
         )
         self.db.add(message)
         await self.db.flush()
@@ -761,6 +825,7 @@ class MessageService:
             status="streaming",
             prompt_message_ids=prompt_message_ids,
             reply_to_id=question.id,
+            parent_id=question.id,
             created_at=created_at,
             system_prompt=system_prompt,
             temperature=sampling.temperature,
@@ -833,17 +898,6 @@ class MessageService:
         )
         if found is None:
             raise InvalidInput("This conversation has no message to make a title from.")
-        return found
-
-    async def last_user_message(self, conversation_id: str) -> Message:
-        found = await self.db.scalar(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, self._live(), Message.role == "user")
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(1)
-        )
-        if found is None:
-            raise InvalidInput("This conversation has no message to answer again.")
         return found
 
     async def supersede_answers_to(self, message_id: str) -> None:
