@@ -219,9 +219,37 @@ async def test_regenerate_keeps_versions_and_reactions_stick(page: Watched) -> N
     await expect(last_answer(p).get_by_role("button", name="Like", exact=True)).to_have_attribute(
         "aria-pressed", "true"
     )
+    # The version chosen is the branch the server shows (issue 23 item 2): it stays on reload,
+    # and the next message would continue it.
     await p.reload()
-    await expect(last_answer(p).get_by_role("group")).to_contain_text("2 / 2")
+    await expect(last_answer(p).get_by_role("group")).to_contain_text("1 / 2")
     await expect(p.locator("#message-list article.assistant")).to_have_count(1)
+
+
+async def test_an_edit_makes_a_branch_and_the_old_one_comes_back(page: Watched) -> None:
+    p = page.page
+    await sign_in(p)
+    await send(p, "First words")
+    await answered(p)
+    question = p.locator("#message-list article.user").first
+    await question.get_by_role("button", name="Edit this message").click()
+    await p.get_by_label("Edit your message").fill("Second thoughts")
+    await p.get_by_role("button", name="Save and answer").click()
+    await answered(p)
+    await expect(last_answer(p)).to_contain_text("Second thoughts")
+    edits = question.get_by_role("group", name="Edits of this message")
+    await expect(edits).to_contain_text("2 / 2")
+    await shot(p, "edit-branch")
+    await edits.get_by_role("button", name="Previous edit").click()
+    await expect(edits).to_contain_text("1 / 2")
+    await expect(question).to_contain_text("First words")
+    await expect(last_answer(p)).to_contain_text("First words")
+    await p.reload()
+    await expect(p.locator("#message-list article.user").first).to_contain_text("First words")
+    await send(p, "Carry on")
+    await answered(p)
+    await expect(last_answer(p)).to_contain_text("message 2 of this conversation")
+    await expect(p.locator("#message-list article.user")).to_have_count(2)
 
 
 async def test_search_shows_highlights_and_opens_the_match(page: Watched) -> None:
