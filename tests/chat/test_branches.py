@@ -3,16 +3,22 @@ stays whole and comes back when switched to, and the prompt holds only the curre
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.settings import Settings
 from tests.auth.conftest import count, make_session, make_user
-from tests.chat.conftest import sse_events
+from tests.chat.conftest import chat_settings, sse_events
 from tests.chat.test_ai_sdk import ui_chunks
+from tests.chat.test_live import live_app
 from tests.fakes.llm import FakeLLM, Scenario
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
 
 
 async def _chat(
@@ -287,3 +293,52 @@ async def test_switching_to_a_message_of_another_conversation_is_not_found(
         f"/api/conversations/{one}/branch", json={"messageId": other["userMessage"]["id"]}
     )
     assert moved.status_code == 404
+
+
+async def test_two_edits_racing_on_one_message_keep_both_branches(
+    settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    """Over real HTTP, two edits of one question at once: one is answered, the other is
+    refused with 409 while that answer runs (one answer at a time, as chat does) and stores
+    nothing; sent again, it is answered too. Both branches are kept, and the original."""
+    groq_fake.default = Scenario(chunks=[f"w{i} " for i in range(10)], gap=0.02)
+    async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, db):
+        async with httpx.AsyncClient(
+            base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30
+        ) as client:
+            first = await _chat(client, "the question")
+            conversation_id = first["conversationId"]
+            question = first["userMessage"]["id"]
+            texts = ["edit one", "edit two"]
+            racing = await asyncio.gather(
+                *(_edit(client, conversation_id, question, t) for t in texts)
+            )
+            statuses = sorted(r.status_code for r in racing)
+            assert statuses in ([200, 200], [200, 409]), [r.text for r in racing]
+            for words, response in zip(texts, racing, strict=True):
+                while response.status_code == 409:
+                    await asyncio.sleep(0.05)
+                    response = await _edit(client, conversation_id, question, words)
+                assert response.status_code == 200, response.text
+            branches = await client.get(
+                f"/api/conversations/{conversation_id}/messages/{question}/branches"
+            )
+            siblings = branches.json()["siblings"]
+            assert len(siblings) == 3 and siblings[0] == question
+            contents = set()
+            for sibling in siblings:
+                shown = await client.post(
+                    f"/api/conversations/{conversation_id}/branch", json={"messageId": sibling}
+                )
+                messages = shown.json()["messages"]
+                assert [m["id"] for m in messages[:1]] == [sibling] and len(messages) == 2
+                assert messages[1]["status"] == "complete"
+                contents.add(messages[0]["content"])
+            assert contents == {"the question", "edit one", "edit two"}
+        async with db.engine.connect() as conn:
+            stored = await conn.scalar(
+                text('SELECT count(*) FROM messages WHERE "conversationId" = :c'),
+                {"c": conversation_id},
+            )
+        await db.engine.dispose()
+    assert stored == 6
