@@ -234,13 +234,17 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
     )
     # The last message of the branch shown: the leaf, by primary key; in a conversation read in
     # linear order (no leaf: written by Prisma), its newest message that is not a replaced
-    # version. `LIMIT 1` over the two stops at the first that has a row: the second part is
-    # read only when the first has none.
-    leaf = select(
-        Message.content.label("content"),
-        Message.role.label("role"),
-        Message.created_at.label("at"),
-    ).where(Message.id == Conversation.current_leaf_id, Message.deleted_at.is_(None))
+    # version. The second is gated on the leaf being NULL (a one-time filter in the plan), so
+    # a conversation with a leaf reads one row.
+    leaf = (
+        select(
+            Message.content.label("content"),
+            Message.role.label("role"),
+            Message.created_at.label("at"),
+        )
+        .where(Message.id == Conversation.current_leaf_id, Message.deleted_at.is_(None))
+        .lateral("leaf")
+    )
     newest = (
         select(
             Message.content.label("content"),
@@ -248,15 +252,15 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
             Message.created_at.label("at"),
         )
         .where(
-            Message.conversation_id == keys.c.id,
             Conversation.current_leaf_id.is_(None),
+            Message.conversation_id == keys.c.id,
             Message.superseded_at.is_(None),
             Message.deleted_at.is_(None),
         )
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(1)
+        .lateral("newest")
     )
-    last = union_all(leaf, newest.subquery().select()).limit(1).lateral("last")
     counted = (
         select(func.count())
         .where(Message.conversation_id == keys.c.id, Message.deleted_at.is_(None))
@@ -269,9 +273,11 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
             aware_utc(Conversation.created_at),
             aware_utc(Conversation.updated_at),
             counted.label("message_count"),
-            func.left(last.c.content, PREVIEW_CHARS).label("preview"),
-            last.c.role,
-            aware_utc(last.c.at).label("last_at"),
+            func.left(func.coalesce(leaf.c.content, newest.c.content), PREVIEW_CHARS).label(
+                "preview"
+            ),
+            func.coalesce(leaf.c.role, newest.c.role).label("role"),
+            aware_utc(func.coalesce(leaf.c.at, newest.c.at)).label("last_at"),
             keys.c.pinned,
             aware_utc(Conversation.pinned_at).label("pinned_at"),
             aware_utc(Conversation.archived_at).label("archived_at"),
@@ -279,7 +285,8 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
         )
         .select_from(keys)
         .join(Conversation, Conversation.id == keys.c.id)
-        .outerjoin(last, literal_column("true"))
+        .outerjoin(leaf, literal_column("true"))
+        .outerjoin(newest, literal_column("true"))
         .order_by(keys.c.pinned.desc(), keys.c["updatedAt"].desc(), keys.c.id.desc())
     )
     return CompiledQuery(query)
