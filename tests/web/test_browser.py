@@ -250,6 +250,12 @@ async def test_an_edit_makes_a_branch_and_the_old_one_comes_back(page: Watched) 
     await answered(p)
     await expect(last_answer(p)).to_contain_text("message 2 of this conversation")
     await expect(p.locator("#message-list article.user")).to_have_count(2)
+    # A search hit on the other branch opens that branch.
+    await p.locator("#search-input").fill("thoughts")
+    hit = p.locator("#search-results .search-result a.snippet").first
+    await hit.click()
+    await expect(p.locator("article.message.target")).to_contain_text("Second thoughts")
+    await expect(p.locator("#message-list article.user")).to_have_count(1)
 
 
 async def test_search_shows_highlights_and_opens_the_match(page: Watched) -> None:

@@ -63,6 +63,15 @@ export async function openConversation(id, focusMessageId) {
   $("export-md").href = `${base}/export?format=markdown`;
   $("chat-tools").hidden = false;
   if (focusMessageId) await loadUntil(focusMessageId);
+  if (focusMessageId && !state.messages.some((m) => m.id === focusMessageId)) {
+    // A search hit on another branch: show that branch.
+    const shown = await switchBranch(focusMessageId).catch(() => null);
+    if (shown && state.conversationId === id) {
+      state.messages = shown.messages;
+      state.messagesCursor = shown.nextCursor;
+      await loadUntil(focusMessageId);
+    }
+  }
   renderMessages();
   if (focusMessageId) focusMessage(focusMessageId);
   else scrollToEnd();
