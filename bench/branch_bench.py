@@ -52,11 +52,11 @@ WHERE messages."conversationId" = $1 AND messages."userId" = $2 AND messages."de
 ORDER BY messages."createdAt" DESC, messages.id DESC LIMIT $3
 """
 HISTORY = 50  # CHAT_HISTORY_MESSAGES' default
+# BranchService.siblings for a page that does not reach the first message (the usual page).
 SIBLINGS = """
-SELECT id, "parentId" FROM messages
+SELECT id, "parentId", "createdAt" FROM messages
 WHERE "conversationId" = $1 AND "userId" = $2 AND "deletedAt" IS NULL
-  AND ("parentId" = ANY($3::text[]) OR "parentId" IS NULL)
-ORDER BY "createdAt", id
+  AND "parentId" = ANY($3::text[])
 """
 
 

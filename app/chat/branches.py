@@ -219,28 +219,27 @@ class BranchService:
         return found[message.id]
 
     async def siblings(self, conversation_id: str, messages: Sequence[Any]) -> dict[str, Siblings]:
-        """The siblings of each message (rows with `id` and `parent_id`), one query for all:
-        the children of their parents, and the conversation's first messages for those that
-        have no parent."""
+        """The siblings of each message (rows with `id` and `parent_id`): the children of
+        their parents (by the `parentId` index), and, only when a message has no parent, the
+        conversation's first messages. Two plain reads: one statement with an OR of the two
+        made PostgreSQL combine bitmaps of the user's 100,000 messages (15 ms instead of 0.3)."""
         parents = sorted({m.parent_id for m in messages if m.parent_id is not None})
-        roots = any(m.parent_id is None for m in messages)
-        query = (
-            select(Message.id, Message.parent_id)
-            .where(
-                Message.conversation_id == conversation_id,
-                Message.user_id == self.user_id,
-                Message.deleted_at.is_(None),
-            )
-            .order_by(Message.created_at, Message.id)
+        columns = select(Message.id, Message.parent_id, Message.created_at).where(
+            Message.conversation_id == conversation_id,
+            Message.user_id == self.user_id,
+            Message.deleted_at.is_(None),
         )
-        children = Message.parent_id.in_(parents)
-        query = query.where(children | Message.parent_id.is_(None) if roots else children)
-        by_parent: dict[str | None, list[str]] = {}
-        for row_id, parent in await self.db.execute(query):
-            by_parent.setdefault(parent, []).append(row_id)
+        found = []
+        if parents:
+            found += list(await self.db.execute(columns.where(Message.parent_id.in_(parents))))
+        if any(m.parent_id is None for m in messages):
+            found += list(await self.db.execute(columns.where(Message.parent_id.is_(None))))
+        by_parent: dict[str | None, list[tuple[Any, str]]] = {}
+        for row_id, parent, at in ((r[0], r[1], r[2]) for r in found):
+            by_parent.setdefault(parent, []).append((at, row_id))
         result = {}
         for m in messages:
-            ids = by_parent.get(m.parent_id, [])
+            ids = [row_id for _, row_id in sorted(by_parent.get(m.parent_id, []))]
             result[m.id] = Siblings(m.id, m.parent_id, ids if m.id in ids else [*ids, m.id])
         return result
 
