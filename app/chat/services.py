@@ -919,15 +919,29 @@ class MessageService:
         )
 
     async def delete_owned(self, message_id: str) -> None:
-        """Into the trash (purged with the rest of it)."""
-        gone = await self.db.scalar(
-            update(Message)
-            .where(Message.id == message_id, self._live())
-            .values(deleted_at=utc_now())
-            .returning(Message.id)
-        )
+        """Into the trash (purged with the rest of it). When it ends the branch shown, the
+        branch ends at its parent instead: the list previews, and the next message follows,
+        what is still there."""
+        gone = (
+            await self.db.execute(
+                update(Message)
+                .where(Message.id == message_id, self._live())
+                .values(deleted_at=utc_now())
+                .returning(Message.conversation_id, Message.parent_id)
+            )
+        ).first()
         if gone is None:
             raise NotFound("No such message.")
+        if gone.parent_id is not None:
+            await self.db.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == gone.conversation_id,
+                    Conversation.user_id == self.user_id,
+                    Conversation.current_leaf_id == message_id,
+                )
+                .values(current_leaf_id=gone.parent_id, updated_at=Conversation.updated_at)
+            )
 
     async def _require_owned(self, message_id: str) -> None:
         found = await self.db.scalar(

@@ -342,3 +342,18 @@ async def test_two_edits_racing_on_one_message_keep_both_branches(
             )
         await db.engine.dispose()
     assert stored == 6
+
+
+async def test_trashing_the_last_message_ends_the_branch_at_its_parent(
+    api: httpx.AsyncClient, groq_fake: FakeLLM
+) -> None:
+    conversation_id, second = await _two_exchanges(api)
+    assert (await api.delete(f"/api/messages/{second['aiMessage']['id']}")).status_code == 204
+    listed = (await api.get("/api/conversations")).json()["conversations"][0]
+    assert (listed["lastMessage"], listed["lastMessageRole"]) == ("second question", "user")
+    detail = (await api.get(f"/api/conversations/{conversation_id}")).json()
+    assert detail["currentLeafId"] == second["userMessage"]["id"]
+    await _chat(api, "third question", conversation_id)
+    assert _prompt(groq_fake) == [
+        "first question", "Hello, world!", "second question", "third question"
+    ]  # fmt: skip
