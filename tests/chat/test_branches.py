@@ -357,3 +357,22 @@ async def test_trashing_the_last_message_ends_the_branch_at_its_parent(
     assert _prompt(groq_fake) == [
         "first question", "Hello, world!", "second question", "third question"
     ]  # fmt: skip
+
+
+async def test_pages_of_a_branch_follow_the_cursor_without_gaps(api: httpx.AsyncClient) -> None:
+    conversation_id, second = await _two_exchanges(api)
+    assert (await _edit(api, conversation_id, second["userMessage"]["id"], "edited")).is_success
+    await _chat(api, "third question", conversation_id)
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 2}
+    while True:
+        page = await api.get(f"/api/conversations/{conversation_id}/messages", params=params)
+        body = page.json()
+        seen = [m["content"] for m in body["messages"]] + seen
+        if body["nextCursor"] is None:
+            break
+        params["before"] = body["nextCursor"]
+    assert seen == [
+        "first question", "Hello, world!", "edited", "Hello, world!", "third question",
+        "Hello, world!",
+    ]  # fmt: skip
