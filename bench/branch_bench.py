@@ -54,9 +54,10 @@ ORDER BY messages."createdAt" DESC, messages.id DESC LIMIT $3
 HISTORY = 50  # CHAT_HISTORY_MESSAGES' default
 # BranchService.siblings for a page that does not reach the first message (the usual page).
 SIBLINGS = """
-SELECT id, "parentId", "createdAt" FROM messages
-WHERE "conversationId" = $1 AND "userId" = $2 AND "deletedAt" IS NULL
-  AND "parentId" = ANY($3::text[])
+SELECT messages.id, messages."parentId", messages."createdAt" FROM messages
+JOIN conversations ON conversations.id = messages."conversationId"
+WHERE conversations."userId" = $2 AND messages."conversationId" = $1
+  AND messages."deletedAt" IS NULL AND messages."parentId" = ANY($3::text[])
 """
 
 
@@ -81,14 +82,41 @@ async def _timed(connection: asyncpg.Connection, sql: str, args: list[Any], runs
         started = time.perf_counter()
         await connection.fetch(sql, *args)
         times.append((time.perf_counter() - started) * 1000)
-    plan = await connection.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
-    execution = next(r[0] for r in reversed(plan) if r[0].startswith("Execution Time"))
+    plan = [r[0] for r in await connection.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)]
     figure = {
         "p50_ms": round(percentile(times, 50), 3),
         "p95_ms": round(percentile(times, 95), 3),
-        "explain_ms": float(execution.split(":")[1].split()[0]),
+        "explain_ms": _execution_ms(plan),
     }
-    return figure, [r[0] for r in plan]
+    return figure, plan
+
+
+def _execution_ms(plan: list[str]) -> float:
+    execution = next(line for line in reversed(plan) if line.startswith("Execution Time"))
+    return float(execution.split(":")[1].split()[0])
+
+
+def _literal(value: Any) -> str:
+    """A bench value (ids, sizes, lists of ids) as SQL, for EXECUTE."""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "ARRAY[" + ", ".join(_literal(v) for v in value) + "]::text[]"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def _generic_plan(connection: asyncpg.Connection, sql: str, args: list[Any]) -> list[str]:
+    """EXPLAIN ANALYZE of the statement's generic plan: what a prepared statement (asyncpg's,
+    SQLAlchemy's) may run after its fifth execution, whatever the values."""
+    await connection.execute("SET plan_cache_mode = force_generic_plan")
+    try:
+        await connection.execute(f"PREPARE generic AS {sql}")
+        values = ", ".join(_literal(a) for a in args)
+        plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE generic({values})")
+        return [r[0] for r in plan]
+    finally:
+        await connection.execute("DEALLOCATE ALL")
+        await connection.execute("RESET plan_cache_mode")
 
 
 async def _reset(connection: asyncpg.Connection) -> None:
@@ -105,12 +133,17 @@ async def main_async(url: str, runs: int) -> None:
     figures: dict[str, Any] = {}
     plans: list[str] = []
 
-    async def measure(name: str, sql: str, args: list[Any]) -> None:
+    async def measure(name: str, sql: str, args: list[Any], generic: bool = False) -> None:
         figure, plan = await _timed(connection, sql, args, runs)
         figures[name] = figure
         plans.extend([f"== {name}", *plan, ""])
-        print(f"  {name:44} p50 {figure['p50_ms']:8.3f} ms  p95 {figure['p95_ms']:8.3f} ms"
-              f"  EXPLAIN {figure['explain_ms']:8.3f} ms")  # fmt: skip
+        if generic:
+            generic_plan = await _generic_plan(connection, sql, args)
+            figure["generic_explain_ms"] = _execution_ms(generic_plan)
+            plans.extend([f"== {name}: generic plan", *generic_plan, ""])
+        print(f"  {name:48} p50 {figure['p50_ms']:8.3f} ms  p95 {figure['p95_ms']:8.3f} ms"
+              f"  EXPLAIN {figure['explain_ms']:8.3f} ms"
+              f"  generic {figure.get('generic_explain_ms', '-')}")  # fmt: skip
 
     try:
         if await connection.fetchval('SELECT count(*) FROM messages WHERE "parentId" IS NOT NULL'):
@@ -131,7 +164,7 @@ async def main_async(url: str, runs: int) -> None:
         list_args = list_first.arguments(user_id=uid, size=21)
 
         print("linear order (main's statements)")
-        await measure("history window, linear (main)", HISTORY_BEFORE, [cid, uid, HISTORY])
+        await measure("history window, linear (main)", HISTORY_BEFORE, [cid, uid, HISTORY], True)
         await measure("list first page, no leaves (main's preview)", list_first.sql, list_args)
         page_args = page_before.arguments(user_id=uid, conversation_id=cid, size=51)
         await measure("message page, linear (main)", page_before.sql, page_args)
@@ -163,7 +196,7 @@ async def main_async(url: str, runs: int) -> None:
         )  # fmt: skip
         print("through the tree (leaf at the end of the 2,500-message branch)")
         walk, args = _asyncpg(branches._USABLE, start=old_leaf, cid=cid, size=HISTORY)
-        await measure("history window, tree walk from the leaf", walk, args)
+        await measure("history window, tree walk from the leaf", walk, args, generic=True)
         walk, args = _asyncpg(branches._USABLE, start=answer, cid=cid, size=HISTORY)
         await measure("history window, tree walk on the edit's branch", walk, args)
         await measure("list first page, leaves (preview by key)", list_first.sql, list_args)
@@ -174,7 +207,7 @@ async def main_async(url: str, runs: int) -> None:
             'SELECT DISTINCT "parentId" FROM messages WHERE id = ANY($1::text[])', shown
         )
         await measure("message page: siblings of the page", SIBLINGS,
-                      [cid, uid, [p[0] for p in parents if p[0]]])  # fmt: skip
+                      [cid, uid, [p[0] for p in parents if p[0]]], generic=True)  # fmt: skip
         ids_sql, args = _asyncpg(branches._BRANCH_IDS, start=old_leaf, cid=cid, skip=0,
                                  size=branches.MAX_DEPTH)  # fmt: skip
         await measure("whole branch (share, Markdown export)", ids_sql, args)

@@ -224,10 +224,17 @@ class BranchService:
         conversation's first messages. Two plain reads: one statement with an OR of the two
         made PostgreSQL combine bitmaps of the user's 100,000 messages (15 ms instead of 0.3)."""
         parents = sorted({m.parent_id for m in messages if m.parent_id is not None})
-        columns = select(Message.id, Message.parent_id, Message.created_at).where(
-            Message.conversation_id == conversation_id,
-            Message.user_id == self.user_id,
-            Message.deleted_at.is_(None),
+        # Scoped by the conversation's owner, not by messages."userId": with that, the
+        # prepared statement's generic plan combined the user's index (100,000 entries for
+        # the heavy user) with the conversation's: 9.5 ms instead of 0.4 (as `_message_page`).
+        columns = (
+            select(Message.id, Message.parent_id, Message.created_at)
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(
+                Conversation.user_id == self.user_id,
+                Message.conversation_id == conversation_id,
+                Message.deleted_at.is_(None),
+            )
         )
         found = []
         if parents:
