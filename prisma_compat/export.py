@@ -45,6 +45,7 @@ MODEL_NAMES = {"message_reactions": "MessageReaction"}
 # (table, FK columns) -> (field on the child, field on the parent, relation name)
 RELATIONS: dict[tuple[str, tuple[str, ...]], tuple[str, str, str | None]] = {
     ("messages", ("replyToId",)): ("replyTo", "replies", "MessageVersions"),
+    ("messages", ("parentId",)): ("parent", "children", "MessageTree"),
     ("message_reactions", ("messageId",)): ("message", "reactions", None),
     ("message_reactions", ("userId",)): ("user", "messageReactions", None),
     ("title_usages", ("userId",)): ("user", "titleUsages", None),

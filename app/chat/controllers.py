@@ -15,6 +15,7 @@ from app.auth.guard import CurrentIdentity
 from app.chat import schemas
 from app.chat.admission import Admission
 from app.chat.attachments import file_refs
+from app.chat.branches import BranchService
 from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
 from app.chat.streams import event_stream, ui_message_stream, ui_question
@@ -107,6 +108,13 @@ async def chat(
         if data.trigger == "regenerate-message":
             async with admission.turn(request.scope, db_session):
                 exchange = await flow.regenerate(db_session, identity.user_id, data.id, data.model)
+        elif data.message_id is not None:
+            # `sendMessage({text, messageId})`: the edit of an earlier question.
+            text, _, _ = ui_question(data)
+            async with admission.turn(request.scope, db_session):
+                exchange = await flow.edit(
+                    db_session, identity.user_id, data.id, data.message_id, text, data.model
+                )
         else:
             text, client_id, parts = ui_question(data)
             files = file_refs(data.files, parts, flow.settings)
@@ -352,6 +360,93 @@ class ConversationController(Controller):
             )
         return await _answer(exchange, _wants_stream(request, data.stream if data else None))
 
+    @post(
+        "/{conversation_id:str}/messages/{message_id:str}/edit",
+        status_code=200,
+        responses={
+            **success(
+                schemas.ChatResult,
+                "The edited question (a new sibling of the old one) and its answer (JSON); "
+                "this API's events with `stream` or `Accept: text/event-stream`; the AI "
+                "SDK's UI message stream with `format=ui`",
+            ),
+            **problems(
+                400, 404, 409, 429, 503,
+                s400="Empty or too long, or the message is an answer",
+                s404="No such conversation or message (or not yours, or in the trash)",
+            ),
+        },
+        opt={**also_as("text/event-stream"), "admission": True},
+    )  # fmt: skip
+    async def edit_message(
+        self,
+        request: Request[Any, Any, Any],
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        flow: FlowDep,
+        conversation_id: FromPath[str],
+        message_id: FromPath[str],
+        data: JSONBody[schemas.EditRequest],
+        stream_format: Annotated[
+            str | None, QueryParameter(name="format", pattern="^(ui|events)$")
+        ] = None,
+    ) -> Response[Any] | Stream:
+        """Edit an earlier question of yours: a new branch from that point, answered as chat
+        does; the old branch stays whole (switch back with `POST .../branch`)."""
+        limiter: RateLimiter = request.app.state.chat_limiter
+        await limiter.hit(identity.user_id, "chat messages")
+        admission: Admission = request.app.state.chat_admission
+        async with admission.turn(request.scope, db_session):
+            exchange = await flow.edit(
+                db_session, identity.user_id, conversation_id, message_id, data.message,
+                data.model,
+            )  # fmt: skip
+        if stream_format == "ui":
+            return ui_message_stream(exchange)
+        wants = True if stream_format == "events" else _wants_stream(request, data.stream)
+        return await _answer(exchange, wants)
+
+    @get(
+        "/{conversation_id:str}/messages/{message_id:str}/branches",
+        responses=problems(404, s404="No such message in this conversation (or not yours)"),
+    )
+    async def message_branches(
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        conversation_id: FromPath[str],
+        message_id: FromPath[str],
+    ) -> schemas.Branches:
+        """The message among its siblings (the edits of a question, the versions of an
+        answer), oldest first: `index` of `count`."""
+        branches = BranchService(db_session, identity.user_id)
+        await branches.leaf_of(conversation_id)  # NotFound unless the conversation is yours
+        found = await branches.siblings_of(conversation_id, message_id)
+        return schemas.Branches(
+            message_id=found.message_id, parent_id=found.parent_id, siblings=found.ids,
+            index=found.index, count=len(found.ids),
+        )  # fmt: skip
+
+    @post(
+        "/{conversation_id:str}/branch",
+        status_code=200,
+        responses=problems(404, s404="No such message in this conversation (or not yours)"),
+    )
+    async def select_branch(
+        self,
+        db_session: DbSession,
+        identity: CurrentIdentity,
+        conversation_id: FromPath[str],
+        data: JSONBody[schemas.BranchSelect],
+        limit: FromQuery[int | None] = None,
+    ) -> schemas.ConversationDetail:
+        """Show the branch through `messageId`, down to its newest leaf; the next message
+        continues it. Answers the conversation with that branch's latest page."""
+        await BranchService(db_session, identity.user_id).select(conversation_id, data.message_id)
+        row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
+        page = await MessageService(db_session, identity.user_id).page(row.id, None, limit)
+        return _detail(row, page, await tags_of(db_session, identity.user_id, [row.id]))
+
     @get(
         "/{conversation_id:str}/export",
         responses=success(schemas.ConversationExport, "A download: JSON, or Markdown"),
@@ -364,7 +459,8 @@ class ConversationController(Controller):
         conversation_id: FromPath[str],
         format: Format = "json",
     ) -> Response[Any]:
-        """The whole conversation, as JSON or as Markdown."""
+        """The whole conversation: as JSON every message, every branch (each with `parentId`,
+        and the conversation's `currentLeafId`); as Markdown the branch shown."""
         row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
         service = MessageService(db_session, identity.user_id)
         messages = [message_schema(m) for m in await service.all_in(row.id)]
@@ -372,8 +468,9 @@ class ConversationController(Controller):
         filename = f"conversation-{row.id}"
         if format == "markdown":
             lines = [f"# {row.title or 'Conversation'}", ""]
+            shown = await BranchService(db_session, identity.user_id).shown_ids(row.id)
             for m in messages:
-                if m.superseded_at is not None:
+                if m.id not in shown if shown is not None else m.superseded_at is not None:
                     continue
                 who = "You" if m.role == "user" else f"Assistant ({m.model or 'unknown model'})"
                 lines += [f"## {who} - {m.created_at:%Y-%m-%d %H:%M} UTC", "", m.content, ""]
@@ -390,6 +487,7 @@ class ConversationController(Controller):
             created_at=as_utc(row.created_at),
             updated_at=as_utc(row.updated_at),
             messages=messages,
+            current_leaf_id=row.current_leaf_id,
             **_labels(row, await tags_of(db_session, identity.user_id, [row.id])),
         )
         return Response(
@@ -448,6 +546,7 @@ def _detail(
         model=row.model,
         temperature=row.temperature,
         max_output_tokens=row.max_output_tokens,
+        current_leaf_id=row.current_leaf_id,
         **_labels(row, tags),
     )
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
 from app.chat.attachments import FileRef, carried_files, with_files
+from app.chat.branches import BranchService
 from app.chat.history import PastMessage, Window, history_window
 from app.chat.live import Ended, LiveAnswers, Piece, Question, Text, Thought
 from app.chat.quotas import QuotaService
@@ -179,9 +180,8 @@ class ChatFlow:
         own = await conversations.start_generation(conversation_id, self.answers.lease)
         setup = await self._setup(db, user_id, own, model)
         messages = MessageService(db, user_id)
-        history = await messages.recent_history(
-            conversation_id, self.settings.chat_history_messages
-        )
+        leaf = await self._leaf(db, user_id, conversation_id, own)
+        history = await self._history(db, user_id, conversation_id, leaf)
         # The first question of a conversation whose title is not the user's gets a title
         # from the title model, beside its answer; its first words meanwhile.
         # (A question of files only leaves the title to its first words: "New conversation".)
@@ -190,7 +190,9 @@ class ChatFlow:
         first = first and not await messages.any_in(conversation_id)
         if first and own.title is None:
             await conversations.set_title(conversation_id, title_from(message), None)
-        question = await messages.add_user_message(conversation_id, message, client_message_id)
+        question = await messages.add_user_message(
+            conversation_id, message, client_message_id, parent_id=leaf
+        )
         await FileService(db, user_id, self.settings).attach(question.id, attached)
         return await self._begin(
             db, messages, question, setup, self._window(history, setup),
@@ -200,7 +202,8 @@ class ChatFlow:
     async def regenerate(
         self, db: AsyncSession, user_id: str, conversation_id: str, model: str | None
     ) -> Exchange:
-        """Answer the last user message again; earlier answers become previous versions."""
+        """Answer the current branch's last user message again: the new answer is a sibling
+        of the earlier ones, which become previous versions."""
         await QuotaService(db, user_id, self.settings).check()
         if model:
             available_model(self.router.catalogue, model)
@@ -208,12 +211,59 @@ class ChatFlow:
         own = await conversations.start_generation(conversation_id, self.answers.lease)
         setup = await self._setup(db, user_id, own, model)
         messages = MessageService(db, user_id)
-        question = await messages.last_user_message(conversation_id)
-        history = await messages.recent_history(
-            conversation_id, self.settings.chat_history_messages, before=question.created_at
-        )
+        leaf = await self._leaf(db, user_id, conversation_id, own)
+        question = await BranchService(db, user_id).last_question(conversation_id, leaf)
+        history = await self._history(db, user_id, conversation_id, question.parent_id)
         await messages.supersede_answers_to(question.id)
         return await self._begin(db, messages, question, setup, self._window(history, setup))
+
+    async def edit(
+        self,
+        db: AsyncSession,
+        user_id: str,
+        conversation_id: str,
+        message_id: str,
+        message: str,
+        model: str | None,
+    ) -> Exchange:
+        """A new version of an earlier question, answered: a sibling of it (same parent), so
+        the branch that followed the old one stays whole. `message_id` is the question's id
+        or the id its client gave it (the AI SDK's). Nothing is stored on bad input."""
+        self._check_length(message)
+        await QuotaService(db, user_id, self.settings).check()
+        if model:
+            available_model(self.router.catalogue, model)
+        branches = BranchService(db, user_id)
+        if await branches.leaf_of(conversation_id) is None:
+            await branches.adopt_linear(conversation_id)  # gives the edited row its parent
+        original = await branches.editable(conversation_id, message_id)
+        conversations = ConversationService(db, user_id)
+        own = await conversations.start_generation(conversation_id, self.answers.lease)
+        setup = await self._setup(db, user_id, own, model)
+        history = await self._history(db, user_id, conversation_id, original.parent_id)
+        messages = MessageService(db, user_id)
+        # No client id: the AI SDK keeps the edited message's id, which the original holds.
+        question = await messages.add_user_message(
+            conversation_id, message, parent_id=original.parent_id
+        )
+        return await self._begin(db, messages, question, setup, self._window(history, setup))
+
+    async def _leaf(
+        self, db: AsyncSession, user_id: str, conversation_id: str, own: ConversationSettings
+    ) -> str | None:
+        """The leaf an answer continues; a conversation read in linear order is adopted."""
+        if own.current_leaf_id is not None:
+            return own.current_leaf_id
+        return await BranchService(db, user_id).adopt_linear(conversation_id)
+
+    async def _history(
+        self, db: AsyncSession, user_id: str, conversation_id: str, start: str | None
+    ) -> list[PastMessage]:
+        """The history window's candidates: the branch up from `start`, oldest first."""
+        found = await BranchService(db, user_id).usable(
+            conversation_id, start, self.settings.chat_history_messages
+        )
+        return [PastMessage(*row) for row in found]
 
     async def _begin(
         self,
@@ -233,6 +283,7 @@ class ChatFlow:
             question, model.id, model.provider, [*window.included_ids, question.id],
             setup.sampling, setup.system_prompt,
         )  # fmt: skip
+        await BranchService(db, question.user_id).set_leaf(question.conversation_id, answer.id)
         try:
             await db.commit()  # question and answer row are durable before the model is asked
         except IntegrityError:

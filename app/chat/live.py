@@ -498,6 +498,7 @@ class LiveAnswer:
             attempts=[asdict(a) for a in generation.attempts] or None,
             prompt_message_ids=[*window.included_ids, self.question.user_message.id],
             reply_to_id=self.question.user_message.id,
+            parent_id=self.question.user_message.id,
             created_at=self.question.answer_created_at,
             reasoning="".join(self.thoughts) or None,
             system_prompt=self.question.system_prompt,

@@ -111,6 +111,37 @@ class Message(CamelStruct):
     max_output_tokens: int | None = None
     # The files a user message carries (POST /api/files), in order.
     files: list[FileInfo] = msgspec.field(default_factory=list)
+    # Issue 23 item 2: the message this one follows, and its siblings (the other edits of a
+    # question, the other versions of an answer), oldest first: "< index+1 / count >". In
+    # pages and exports; None where not read (the answer of a chat request).
+    parent_id: str | None = None
+    sibling_ids: list[str] | None = None
+    sibling_index: int | None = None
+    sibling_count: int | None = None
+
+
+class Branches(CamelStruct):
+    """`GET .../messages/{id}/branches`: the message among its siblings, oldest first."""
+
+    message_id: str
+    parent_id: str | None
+    siblings: list[str]
+    index: int
+    count: int
+
+
+class BranchSelect(CamelStruct):
+    """`POST .../branch`: show the branch through this message (down to its newest leaf)."""
+
+    message_id: str
+
+
+class EditRequest(CamelStruct):
+    """`POST .../messages/{id}/edit`: the question's new text; answered as chat does."""
+
+    message: str
+    model: str | None = None
+    stream: bool | None = None
 
 
 class ConversationSummary(CamelStruct):
@@ -171,6 +202,8 @@ class ConversationDetail(CamelStruct):
     pinned_at: datetime | None = None
     archived_at: datetime | None = None
     tags: list[TagRef] = msgspec.field(default_factory=list)
+    # The last message of the branch shown (None: linear order).
+    current_leaf_id: str | None = None
 
 
 class TitleResult(CamelStruct):
@@ -191,6 +224,8 @@ class ConversationExport(CamelStruct):
     pinned_at: datetime | None = None
     archived_at: datetime | None = None
     tags: list[TagRef] = msgspec.field(default_factory=list)
+    # The last message of the branch shown (None: linear order); each message has `parentId`.
+    current_leaf_id: str | None = None
 
 
 class ConversationSettings(CamelStruct, forbid_unknown_fields=False):

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -29,13 +29,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat import schemas
-from app.chat.history import PastMessage
+from app.chat.branches import BranchService, Siblings
 from app.db.compiled import CompiledQuery, aware_utc
 from app.db.models import (
     Conversation,
     ConversationTag,
     Message,
-    MessageFile,
     MessageReaction,
     Timestamp,
 )
@@ -68,6 +67,8 @@ class ConversationSettings:
     max_output_tokens: int | None
     title_source: str | None
     title: str | None
+    # Not a setting: the branch an answer continues (None: linear order, see branches.py).
+    current_leaf_id: str | None = None
 
 
 def checked_system_prompt(value: str | None) -> str | None:
@@ -159,6 +160,15 @@ def message_schema(row: Message, reactions: Sequence[str] = ()) -> schemas.Messa
         system_prompt=row.system_prompt,
         temperature=row.temperature,
         max_output_tokens=row.max_output_tokens,
+        parent_id=row.parent_id,
+    )
+
+
+def with_siblings(message: schemas.Message, found: Siblings | None) -> schemas.Message:
+    """The message with its place among its siblings (alone when `found` is None)."""
+    ids = found.ids if found is not None else [message.id]
+    return msgspec.structs.replace(
+        message, sibling_ids=ids, sibling_index=ids.index(message.id), sibling_count=len(ids)
     )
 
 
@@ -230,20 +240,34 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
         .limit(bindparam("size"))
         .subquery("keys")
     )
-    last = (
+    # The last message of the branch shown: the leaf, by primary key; in a conversation read in
+    # linear order (no leaf: written by Prisma), its newest message that is not a replaced
+    # version. The second is gated on the leaf being NULL (a one-time filter in the plan), so
+    # a conversation with a leaf reads one row.
+    leaf = (
+        select(
+            Message.content.label("content"),
+            Message.role.label("role"),
+            Message.created_at.label("at"),
+        )
+        .where(Message.id == Conversation.current_leaf_id, Message.deleted_at.is_(None))
+        .lateral("leaf")
+    )
+    newest = (
         select(
             Message.content.label("content"),
             Message.role.label("role"),
             Message.created_at.label("at"),
         )
         .where(
+            Conversation.current_leaf_id.is_(None),
             Message.conversation_id == keys.c.id,
             Message.superseded_at.is_(None),
             Message.deleted_at.is_(None),
         )
         .order_by(Message.created_at.desc(), Message.id.desc())
         .limit(1)
-        .lateral("last")
+        .lateral("newest")
     )
     counted = (
         select(func.count())
@@ -257,9 +281,11 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
             aware_utc(Conversation.created_at),
             aware_utc(Conversation.updated_at),
             counted.label("message_count"),
-            func.left(last.c.content, PREVIEW_CHARS).label("preview"),
-            last.c.role,
-            aware_utc(last.c.at).label("last_at"),
+            func.left(func.coalesce(leaf.c.content, newest.c.content), PREVIEW_CHARS).label(
+                "preview"
+            ),
+            func.coalesce(leaf.c.role, newest.c.role).label("role"),
+            aware_utc(func.coalesce(leaf.c.at, newest.c.at)).label("last_at"),
             keys.c.pinned,
             aware_utc(Conversation.pinned_at).label("pinned_at"),
             aware_utc(Conversation.archived_at).label("archived_at"),
@@ -267,7 +293,8 @@ def _conversation_list(archived: bool, tagged: bool, cursor: str | None) -> Comp
         )
         .select_from(keys)
         .join(Conversation, Conversation.id == keys.c.id)
-        .outerjoin(last, literal_column("true"))
+        .outerjoin(leaf, literal_column("true"))
+        .outerjoin(newest, literal_column("true"))
         .order_by(keys.c.pinned.desc(), keys.c["updatedAt"].desc(), keys.c.id.desc())
     )
     return CompiledQuery(query)
@@ -287,7 +314,7 @@ _MESSAGE_COLUMNS = (
     Message.completion_tokens, Message.tokens_estimated, Message.time_to_first_token_ms,
     Message.total_time_ms, Message.finish_reason, Message.error_code, Message.reply_to_id,
     Message.prompt_message_ids, Message.attempts, Message.superseded_at, Message.reasoning,
-    Message.system_prompt, Message.temperature, Message.max_output_tokens,
+    Message.system_prompt, Message.temperature, Message.max_output_tokens, Message.parent_id,
 )  # fmt: skip
 
 
@@ -383,6 +410,7 @@ def _message_from_record(r: Record) -> schemas.Message:
         system_prompt=r["system_prompt"],
         temperature=r["temperature"],
         max_output_tokens=r["max_output_tokens"],
+        parent_id=r["parent_id"],
     )
 
 
@@ -649,6 +677,7 @@ class ConversationService:
                     Conversation.max_output_tokens,
                     Conversation.title_source,
                     Conversation.title,
+                    Conversation.current_leaf_id,
                 )
             )
         ).first()
@@ -684,9 +713,20 @@ class MessageService:
         limit: int | None,
         include_versions: bool = False,
     ) -> schemas.MessagePage:
-        """The newest page before the cursor, in chronological order, with your reactions;
-        NotFound unless the conversation is yours and not in the trash."""
+        """The newest page before the cursor, in chronological order, with your reactions and
+        each message's siblings: the branch shown (its leaf and ancestors), or, for a
+        conversation read in linear order, its messages that are not replaced versions.
+        `include_versions` adds the other versions of each answer. NotFound unless the
+        conversation is yours and not in the trash."""
         size = clamp(limit, 50, MAX_MESSAGES_PAGE)
+        branches = BranchService(self.db, self.user_id)
+        leaf = await branches.leaf_of(conversation_id)
+        if leaf is not None:
+            start, skip = (before.row_id, True) if before is not None else (leaf, False)
+            ids = await branches.branch_ids(conversation_id, start, size + 1, skip_start=skip)
+            if ids or before is not None:
+                return await self._branch_page(conversation_id, ids, size, include_versions)
+            # The leaf is gone (purged): read the conversation in linear order.
         params: dict[str, Any] = {
             "user_id": self.user_id,
             "conversation_id": conversation_id,
@@ -702,7 +742,7 @@ class MessageService:
             rows = []  # the conversation is yours, and has no messages (before the cursor)
         page = rows[:size]
         page.reverse()
-        messages = [_message_from_record(r) for r in page]
+        messages = [with_siblings(_message_from_record(r), None) for r in page]
         await self.add_files(messages)
         return schemas.MessagePage(
             messages=messages,
@@ -719,6 +759,52 @@ class MessageService:
         for message in messages:
             message.files = [file_info(f) for f in carried.get(message.id, [])]
 
+    async def _branch_page(
+        self, conversation_id: str, ids: list[str], size: int, include_versions: bool
+    ) -> schemas.MessagePage:
+        """The page of a branch from the ids of the walk (newest first, one more than `size`
+        when there are older ones)."""
+        shown = ids[:size]
+        rows = list(
+            await self.db.scalars(
+                select(Message).where(Message.id.in_(shown), Message.user_id == self.user_id)
+            )
+        )
+        siblings = await BranchService(self.db, self.user_id).siblings(conversation_id, rows)
+        if include_versions:
+            versions = {
+                other
+                for row in rows
+                if row.role == "assistant"
+                for other in siblings[row.id].ids
+                if other != row.id
+            }
+            if versions:
+                rows += list(
+                    await self.db.scalars(
+                        select(Message).where(
+                            Message.id.in_(versions), Message.user_id == self.user_id
+                        )
+                    )
+                )
+                siblings |= await BranchService(self.db, self.user_id).siblings(
+                    conversation_id, rows
+                )
+        rows.sort(key=lambda m: (m.created_at, m.id))
+        reactions = await self.reactions_for([m.id for m in rows])
+        oldest = next((m for m in rows if m.id == shown[-1]), None) if shown else None
+        messages = [
+            with_siblings(message_schema(m, reactions.get(m.id, [])), siblings.get(m.id))
+            for m in rows
+        ]
+        await self.add_files(messages)
+        return schemas.MessagePage(
+            messages=messages,
+            next_cursor=encode_keyset(oldest.created_at, oldest.id)
+            if oldest is not None and len(ids) > size
+            else None,
+        )
+
     async def all_in(self, conversation_id: str) -> list[Message]:
         return list(
             await self.db.scalars(
@@ -728,42 +814,22 @@ class MessageService:
             )
         )
 
-    async def recent_history(
-        self, conversation_id: str, count: int, before: datetime | None = None
-    ) -> list[PastMessage]:
-        """Up to `count` latest usable messages (no failed or replaced answers), oldest first."""
-        query = (
-            select(Message.id, Message.role, Message.content)
-            .where(
-                Message.conversation_id == conversation_id,
-                self._live(),
-                Message.superseded_at.is_(None),
-                Message.status.not_in(("error", "streaming")),
-                # A question of files only has no text, and still belongs in the window.
-                or_(
-                    Message.content != "",
-                    select(MessageFile.file_id)
-                    .where(MessageFile.message_id == Message.id)
-                    .exists(),
-                ),
-            )
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(count)
-        )
-        if before is not None:
-            query = query.where(Message.created_at < before)
-        rows = (await self.db.execute(query)).all()
-        return [PastMessage(r.id, r.role, r.content) for r in reversed(rows)]
-
     async def add_user_message(
-        self, conversation_id: str, content: str, client_message_id: str | None = None
+        self,
+        conversation_id: str,
+        content: str,
+        client_message_id: str | None = None,
+        parent_id: str | None = None,
     ) -> Message:
+        """A question following `parent_id` (the branch's leaf; for an edit, the parent of
+        the question edited)."""
         message = Message(
             conversation_id=conversation_id,
             user_id=self.user_id,
             role="user",
             content=content,
             client_message_id=client_message_id,
+            parent_id=parent_id,
         )
         self.db.add(message)
         await self.db.flush()
@@ -791,6 +857,7 @@ class MessageService:
             status="streaming",
             prompt_message_ids=prompt_message_ids,
             reply_to_id=question.id,
+            parent_id=question.id,
             created_at=created_at,
             system_prompt=system_prompt,
             temperature=sampling.temperature,
@@ -865,17 +932,6 @@ class MessageService:
             raise InvalidInput("This conversation has no message to make a title from.")
         return found
 
-    async def last_user_message(self, conversation_id: str) -> Message:
-        found = await self.db.scalar(
-            select(Message)
-            .where(Message.conversation_id == conversation_id, self._live(), Message.role == "user")
-            .order_by(Message.created_at.desc(), Message.id.desc())
-            .limit(1)
-        )
-        if found is None:
-            raise InvalidInput("This conversation has no message to answer again.")
-        return found
-
     async def supersede_answers_to(self, message_id: str) -> None:
         await self.db.execute(
             update(Message)
@@ -888,15 +944,29 @@ class MessageService:
         )
 
     async def delete_owned(self, message_id: str) -> None:
-        """Into the trash (purged with the rest of it)."""
-        gone = await self.db.scalar(
-            update(Message)
-            .where(Message.id == message_id, self._live())
-            .values(deleted_at=utc_now())
-            .returning(Message.id)
-        )
+        """Into the trash (purged with the rest of it). When it ends the branch shown, the
+        branch ends at its parent instead: the list previews, and the next message follows,
+        what is still there."""
+        gone = (
+            await self.db.execute(
+                update(Message)
+                .where(Message.id == message_id, self._live())
+                .values(deleted_at=utc_now())
+                .returning(Message.conversation_id, Message.parent_id)
+            )
+        ).first()
         if gone is None:
             raise NotFound("No such message.")
+        if gone.parent_id is not None:
+            await self.db.execute(
+                update(Conversation)
+                .where(
+                    Conversation.id == gone.conversation_id,
+                    Conversation.user_id == self.user_id,
+                    Conversation.current_leaf_id == message_id,
+                )
+                .values(current_leaf_id=gone.parent_id, updated_at=Conversation.updated_at)
+            )
 
     async def _require_owned(self, message_id: str) -> None:
         found = await self.db.scalar(

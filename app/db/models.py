@@ -202,6 +202,11 @@ class Conversation(Base):
     # Revision 0013: set while pinned (first in the list) or archived (out of the list).
     pinned_at: Mapped[datetime | None] = mapped_column("pinnedAt", Timestamp)
     archived_at: Mapped[datetime | None] = mapped_column("archivedAt", Timestamp)
+    # Revision 0018: the last message of the branch shown and continued (NULL: linear order,
+    # a conversation the app has not written to since Prisma did). See app/chat/branches.py.
+    # No foreign key: a second relation between the two models would make Prisma demand names
+    # for both, the seed's too; a leaf that is gone reads as NULL.
+    current_leaf_id: Mapped[str | None] = mapped_column("currentLeafId", Text)
 
 
 class Message(Base):
@@ -222,6 +227,7 @@ class Message(Base):
         Index(
             "messages_deletedAt_idx", "deletedAt", postgresql_where=text('"deletedAt" IS NOT NULL')
         ),
+        Index("messages_parentId_idx", "parentId"),
     )
 
     id: Mapped[str] = _id_column()
@@ -276,6 +282,15 @@ class Message(Base):
     system_prompt: Mapped[str | None] = mapped_column("systemPrompt", Text)
     temperature: Mapped[float | None] = mapped_column(Double)
     max_output_tokens: Mapped[int | None] = mapped_column("maxOutputTokens", Integer)
+    # Revision 0018: the message this one follows (NULL: a first message, or a row written by
+    # Prisma, read in linear order). Edits and regenerations are siblings under one parent.
+    parent_id: Mapped[str | None] = mapped_column(
+        "parentId",
+        Text,
+        ForeignKey(
+            "messages.id", name="messages_parentId_fkey", ondelete="SET NULL", onupdate="CASCADE"
+        ),
+    )
 
 
 class MessageReaction(Base):

@@ -46,6 +46,10 @@ class ImportedMessage:
     content: str
     created_at: datetime | None
     model: str | None = None
+    # The message's id in the file and its parent's (the nearest kept ancestor): the tree.
+    # None: the messages are a chain in list order.
+    key: str | None = None
+    parent_key: str | None = None
 
 
 @dataclass
@@ -57,6 +61,8 @@ class ImportedConversation:
     messages: list[ImportedMessage]
     # What was left out, by kind: "images", "tool calls", "other branches", ...
     skipped: dict[str, int] = field(default_factory=dict)
+    # The key of the last message of the branch shown (None: the last message).
+    current_key: str | None = None
 
 
 def open_source(path: Path) -> tuple[Source, IO[bytes]]:
@@ -290,9 +296,11 @@ def _clean(text: str) -> str:
 
 
 def from_chatgpt(raw: dict[str, Any]) -> ImportedConversation:
-    """One ChatGPT conversation: the path from `current_node` up to the root, oldest first;
-    text parts only. What is left out is counted: other branches (kept once this API has
-    message trees), images and files, tool calls and their results, system messages."""
+    """One ChatGPT conversation with its branches: every message reachable from the root of
+    the path to `current_node`, parents before children, each linked to its nearest kept
+    ancestor; the branch shown is the one ending at `current_node`. Text parts only. What is
+    left out is counted: images and files, tool calls and their results, system messages, and
+    messages the root does not reach (other branches)."""
     mapping = raw["mapping"]
     if not isinstance(mapping, dict):
         raise ImportRefused("its mapping is not an object")
@@ -303,7 +311,7 @@ def from_chatgpt(raw: dict[str, Any]) -> ImportedConversation:
     if node_id is None:  # an old export: the newest leaf
         leaves = [k for k, n in mapping.items() if isinstance(n, dict) and not n.get("children")]
         node_id = leaves[-1] if leaves else None
-    path: list[dict[str, Any]] = []
+    path: list[str] = []
     seen: set[str] = set()
     while node_id is not None:
         if node_id in seen:
@@ -314,22 +322,34 @@ def from_chatgpt(raw: dict[str, Any]) -> ImportedConversation:
         node = mapping.get(node_id)
         if not isinstance(node, dict):
             raise ImportRefused(f"its current node {node_id!r} is not in the mapping")
-        path.append(node)
+        path.append(node_id)
         node_id = node.get("parent")
     path.reverse()
     skipped: dict[str, int] = {}
     messages: list[ImportedMessage] = []
-    for node in path:
+    kept_as: dict[str, str | None] = {}  # node -> the key its children hang from
+    reached = _tree(mapping, path[0]) if path else []
+    for key, parent in reached:
+        node = mapping[key]
+        above = kept_as.get(parent) if parent is not None else None
+        kept_as[key] = above
         message = node.get("message")
         if not isinstance(message, dict):
             continue  # the root
+        before = len(messages)
         kind = _chatgpt_message(message, messages)
         if kind is not None:
             skipped[kind] = skipped.get(kind, 0) + 1
+        if len(messages) > before:
+            messages[-1].key, messages[-1].parent_key = key, above
+            kept_as[key] = key
+        if len(messages) > MAX_MESSAGES:
+            raise ImportRefused(f"it has more than {MAX_MESSAGES:,} messages")
+    reached_keys = set(kept_as)
     others = sum(
         1
         for key, node in mapping.items()
-        if key not in seen
+        if key not in reached_keys
         and isinstance(node, dict)
         and isinstance(node.get("message"), dict)
         and (node["message"].get("author") or {}).get("role") in ("user", "assistant")
@@ -344,7 +364,31 @@ def from_chatgpt(raw: dict[str, Any]) -> ImportedConversation:
         updated_at=_time(raw.get("update_time")),
         messages=messages,
         skipped=skipped,
+        current_key=kept_as.get(path[-1]) if path else None,
     )
+
+
+def _tree(mapping: dict[str, Any], root: str) -> list[tuple[str, str | None]]:
+    """(node, parent) for every node `root` reaches through `children`, parents first;
+    each node once (a node listed under two parents, or a cycle, is not followed again)."""
+    order: list[tuple[str, str | None]] = []
+    visited = {root}
+    stack: list[tuple[str, str | None]] = [(root, None)]
+    while stack:
+        key, parent = stack.pop()
+        order.append((key, parent))
+        if len(order) > 4 * MAX_MESSAGES:
+            raise ImportRefused(f"its message tree has more than {4 * MAX_MESSAGES:,} nodes")
+        children = mapping[key].get("children") or []
+        for child in reversed(children if isinstance(children, list) else []):
+            if (
+                isinstance(child, str)
+                and child not in visited
+                and isinstance(mapping.get(child), dict)
+            ):
+                visited.add(child)
+                stack.append((child, key))
+    return order
 
 
 def _chatgpt_message(message: dict[str, Any], into: list[ImportedMessage]) -> str | None:
@@ -404,8 +448,10 @@ def _keep(
 
 
 def from_chatwithme(raw: dict[str, Any]) -> ImportedConversation:
-    """One conversation of `GET /api/users/me/export`: its user and assistant messages."""
-    messages = []
+    """One conversation of `GET /api/users/me/export`: its user and assistant messages, with
+    their branches when the export has them (`parentId`, `currentLeafId`)."""
+    messages: list[ImportedMessage] = []
+    kept: set[str] = set()
     for item in raw["messages"]:
         if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
             continue
@@ -419,10 +465,21 @@ def from_chatwithme(raw: dict[str, Any]) -> ImportedConversation:
                 content=_clean(content),
                 created_at=_iso(item.get("createdAt")),
                 model=model[:100] if isinstance(model, str) else None,
+                key=_text_or_none(item.get("id")),
+                parent_key=_text_or_none(item.get("parentId")),
             )
         )
+        if messages[-1].parent_key not in kept:
+            messages[-1].parent_key = None  # left out, or later in the file: a root
+        if messages[-1].key is not None:
+            kept.add(messages[-1].key)
         if len(messages) > MAX_MESSAGES:
             raise ImportRefused(f"it has more than {MAX_MESSAGES:,} messages")
+    tree = "parentId" in next((m for m in raw["messages"] if isinstance(m, dict)), {})
+    if not tree:  # an export from before the message tree: a chain in list order
+        for message in messages:
+            message.key = message.parent_key = None
+    leaf = _text_or_none(raw.get("currentLeafId"))
     title = raw.get("title")
     return ImportedConversation(
         external_id=str(raw["id"])[:200],
@@ -430,4 +487,9 @@ def from_chatwithme(raw: dict[str, Any]) -> ImportedConversation:
         created_at=_iso(raw.get("createdAt")),
         updated_at=_iso(raw.get("updatedAt")),
         messages=messages,
+        current_key=leaf if tree and leaf in kept else None,
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +200,11 @@ async def _store(
             if claimed is not None:  # else another import of the same file got there first
                 if rows:
                     await db.execute(insert(Message), rows)
+                    await db.execute(
+                        update(Conversation)
+                        .where(Conversation.id == conversation_id)
+                        .values(current_leaf_id=_leaf(read, rows))
+                    )
                 await db.commit()
                 tally.done += 1
                 tally.messages += len(rows)
@@ -211,33 +216,49 @@ async def _store(
 
 
 def _message_rows(read: Read, user_id: str, conversation_id: str) -> list[dict[str, Any]]:
-    """The messages as rows, their times strictly increasing (the order of a conversation's
-    pages), each answer a reply to the question before it."""
+    """The messages as rows, each after its parent (the previous message, or the parent the
+    file gives: its branches), its time strictly after its parent's; an answer replies to its
+    question. Parents come before their children in `read.messages`."""
     rows: list[dict[str, Any]] = []
-    previous: datetime | None = None
-    question: str | None = None
+    by_key: dict[str, dict[str, Any]] = {}
+    previous: dict[str, Any] | None = None
     for message in read.messages:
-        at = message.created_at or previous or read.created_at or utc_now()
-        if previous is not None and at <= previous:
-            at = previous + STEP
-        previous = at
-        message_id = cuid()
-        rows.append(
-            {
-                "id": message_id,
-                "content": message.content,
-                "role": message.role,
-                "model": message.model,
-                "conversation_id": conversation_id,
-                "user_id": user_id,
-                "created_at": at,
-                "status": "complete",
-                "reply_to_id": question if message.role == "assistant" else None,
-            }
-        )
-        if message.role == "user":
-            question = message_id
+        if message.key is None:
+            parent = previous  # a chain in list order
+        else:
+            parent = by_key.get(message.parent_key) if message.parent_key else None
+        after = parent["created_at"] if parent else None
+        at = message.created_at or after or read.created_at or utc_now()
+        if after is not None and at <= after:
+            at = after + STEP
+        row = {
+            "id": cuid(),
+            "content": message.content,
+            "role": message.role,
+            "model": message.model,
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "created_at": at,
+            "status": "complete",
+            "parent_id": parent["id"] if parent else None,
+            "reply_to_id": parent["id"]
+            if parent and message.role == "assistant" and parent["role"] == "user"
+            else None,
+        }
+        rows.append(row)
+        previous = row
+        if message.key is not None:
+            by_key[message.key] = row
     return rows
+
+
+def _leaf(read: Read, rows: list[dict[str, Any]]) -> str | None:
+    """The row that ends the branch shown: the file's current message, else the last one."""
+    if read.current_key is not None:
+        for message, row in zip(read.messages, rows, strict=True):
+            if message.key == read.current_key:
+                return str(row["id"])
+    return str(rows[-1]["id"]) if rows else None
 
 
 class Importer:

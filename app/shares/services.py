@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from app.chat.branches import MAX_DEPTH, BranchService
 from app.db.models import Conversation, ConversationShare, Message, Timestamp
 from app.lib.cursors import Keyset, encode_keyset
 from app.lib.errors import InvalidInput, NotFound
@@ -65,7 +66,8 @@ def shared_messages(row: ConversationShare) -> list[schemas.SharedMessage]:
 
 
 def _visible() -> Any:
-    """What a snapshot takes: each message's current version, not in the trash, not still
+    """What a snapshot takes (of the branch shown, when the conversation has one): each
+    message's current version, not in the trash, not still
     being written, not an error with no text."""
     return and_(
         Message.deleted_at.is_(None),
@@ -98,6 +100,13 @@ class ShareService:
             Message.user_id == self.user_id,
             _visible(),
         )
+        if conversation.current_leaf_id is not None:
+            # The branch shown, not the others (issue 23 item 2): its ids from the tree's walk.
+            shown = await BranchService(self.db, self.user_id).branch_ids(
+                conversation.id, conversation.current_leaf_id, MAX_DEPTH
+            )
+            if shown:
+                where = and_(where, Message.id.in_(shown))
         count, size = (
             await self.db.execute(
                 select(

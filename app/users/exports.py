@@ -130,6 +130,8 @@ def _conversation_head(conversation: Conversation, tag_ids: list[str]) -> bytes:
             "pinnedAt": as_utc(conversation.pinned_at) if conversation.pinned_at else None,
             "archivedAt": as_utc(conversation.archived_at) if conversation.archived_at else None,
             "tags": tag_ids,
+            # Revision 0018: the branch shown; each message carries its `parentId`.
+            "currentLeafId": conversation.current_leaf_id,
         }
     )
     return encoded[:-1] + b',"messages":['

@@ -11,7 +11,7 @@ images and PDF are compressed already, so TOAST's compression would only cost CP
 `sha256` is NULL only inside the uploading transaction, before the last byte is read.
 
 Revision ID: 0019_files
-Revises: 0016_imports
+Revises: 0018_message_tree
 Create Date: 2026-12-02
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0019_files"
-down_revision: str | None = "0016_imports"
+down_revision: str | None = "0018_message_tree"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

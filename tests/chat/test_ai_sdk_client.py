@@ -190,3 +190,55 @@ async def test_the_ai_sdk_clients_file_parts_reach_gemini_and_groq(
             for p in (inline, uploaded)
         ),
     ]  # fmt: skip
+
+
+def _run_edit(folder: Path, major: int, url: str, token: str, chat_id: str) -> dict[str, Any]:
+    script = folder / "edit.mjs"
+    script.write_bytes((PACKAGES / "edit.mjs").read_bytes())
+    done = subprocess.run(
+        ["node", str(script), str(major), url, token, chat_id],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("major", [5, 6, 7])
+async def test_the_ai_sdk_clients_edit_makes_a_branch(
+    major: int, ai_sdk: Path, settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    """Issue 23 item 2: `sendMessage({text, messageId})` is an edit: the edited question is a
+    sibling of the old one (kept), and the answer's prompt holds only the new branch."""
+    app_settings = chat_settings(settings, groq_fake, title_model=None)
+    async with live_app(app_settings, database_url) as (url, token, database):
+        chat_id = f"aiSdkEdit{major}xxxxx"
+        seen = await asyncio.to_thread(_run_edit, ai_sdk, major, url, token, chat_id)
+        async with database.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        'SELECT id, role, content, "parentId", "promptMessageIds" FROM messages '
+                        'WHERE "conversationId" = :c ORDER BY "createdAt", id'
+                    ),
+                    {"c": chat_id},
+                )
+            ).all()
+            leaf = await conn.scalar(
+                text('SELECT "currentLeafId" FROM conversations WHERE id = :c'), {"c": chat_id}
+            )
+        await database.engine.dispose()
+    assert seen["errors"] == []
+    assert [(m["role"], m["text"]) for m in seen["messages"]] == [
+        ("user", "First question"), ("assistant", "Hello, world!"),
+        ("user", "Second question, edited"), ("assistant", "Hello, world!"),
+    ]  # fmt: skip
+    by_content = {r.content: r for r in rows if r.role == "user"}
+    old, new = by_content["Second question"], by_content["Second question, edited"]
+    assert old.parentId == new.parentId is not None  # siblings: the old branch is kept
+    assert len(rows) == 6
+    answer = rows[-1]
+    assert (answer.role, answer.parentId, leaf) == ("assistant", new.id, answer.id)
+    assert old.id not in answer.promptMessageIds and answer.promptMessageIds[-1] == new.id
+    assert [m["content"] for m in groq_fake.received[-1].body["messages"][1:]] == [
+        "First question", "Hello, world!", "Second question, edited"
+    ]  # fmt: skip

@@ -161,7 +161,7 @@ def _messages(conversation: dict[str, Any]) -> list[tuple[str, str, str | None]]
     return [(m["role"], m["content"], m.get("model")) for m in conversation["messages"]]
 
 
-async def test_a_chatgpt_export_imports_the_current_branch_once(
+async def test_a_chatgpt_export_imports_its_branches_once(
     client: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     _, token = await signed_in(engine, "from-chatgpt@example.com")
@@ -171,8 +171,9 @@ async def test_a_chatgpt_export_imports_the_current_branch_once(
     assert started.json()["source"] == "chatgpt"
     state = await finished(client, token, started.headers["location"])
     assert state["status"] == "done", state
-    assert (state["total"], state["done"], state["duplicates"], state["messages"]) == (2, 2, 0, 6)
-    assert state["skipped"] == {"other branches": 2, "images and files": 1, "tool calls": 1}
+    # The other branch (Q2 old, A2 old) is kept since the message tree (issue 23 item 2).
+    assert (state["total"], state["done"], state["duplicates"], state["messages"]) == (2, 2, 0, 8)
+    assert state["skipped"] == {"images and files": 1, "tool calls": 1}
 
     imported = {c["title"]: c for c in await conversations_of(client, token)}
     assert set(imported) == {"Cat questions", "Simple 1"}
@@ -184,6 +185,18 @@ async def test_a_chatgpt_export_imports_the_current_branch_once(
     ]
     first = imported["Cat questions"]["messages"][0]
     assert first["createdAt"].startswith("2023-11-14T22:13:30")
+    # The branch ChatGPT showed is the one shown; the other comes back when switched to.
+    cats = imported["Cat questions"]
+    edited = cats["messages"][2]
+    assert edited["siblingCount"] == 2 and edited["siblingIndex"] == 1
+    other = await client.post(
+        f"/api/conversations/{cats['id']}/branch",
+        json={"messageId": edited["siblingIds"][0]}, headers=_bearer(token),
+    )  # fmt: skip
+    assert _messages(other.json())[2:] == [
+        ("user", "And its name?", None), ("assistant", "I cannot know.", "chatgpt/gpt-4o"),
+    ]  # fmt: skip
+    assert other.json()["messages"][3]["replyToId"] == other.json()["messages"][2]["id"]
 
     # Again: the same file stores nothing twice.
     again = await post_file(client, token, body)
@@ -371,7 +384,8 @@ async def test_the_command_line_imports_for_a_user(
         _import, own_database_url, tmp_path, str(path), "--user", "CLI-import@example.com"
     )
     assert first.returncode == 0, first.stderr
-    assert "done: 1 conversations stored (4 messages), 0 imported before" in first.stdout
+    # Both branches: 6 messages (4 on the branch shown).
+    assert "done: 1 conversations stored (6 messages), 0 imported before" in first.stdout
     again = await asyncio.to_thread(
         _import, own_database_url, tmp_path, str(path), "--user", "cli-import@example.com"
     )
@@ -386,7 +400,7 @@ async def test_the_command_line_imports_for_a_user(
                 {"u": user_id},
             )
         ).all()
-    assert [tuple(r) for r in rows] == [("done", 1, 0, 4), ("done", 1, 1, 0)]
+    assert [tuple(r) for r in rows] == [("done", 1, 0, 6), ("done", 1, 1, 0)]
     nobody = await asyncio.to_thread(
         _import, own_database_url, tmp_path, str(path), "--user", "nobody@example.com"
     )

@@ -223,6 +223,15 @@ async def _seed(url: str) -> dict[str, str]:
             'UPDATE messages SET reasoning = $2, temperature = $3 WHERE id = $1',
             ids["answer"], "Warm kitchens proof faster.", 0.7,
         )  # fmt: skip
+        # Revision 0018: the tree (both answers are children of the question) and its leaf.
+        await connection.execute(
+            'UPDATE messages SET "parentId" = $1 WHERE id = ANY($2::text[])',
+            ids["question"], [ids["earlier"], ids["answer"]],
+        )  # fmt: skip
+        await connection.execute(
+            'UPDATE conversations SET "currentLeafId" = $2 WHERE id = $1',
+            ids["conversation"], ids["answer"],
+        )  # fmt: skip
     finally:
         await connection.close()
     return ids
@@ -277,6 +286,8 @@ async def test_a_generated_client_reads_and_writes_the_extended_tables(
     assert [m["id"] for m in read["messages"]] == [ids["question"], ids["earlier"], ids["answer"]]
     question, earlier, answer = read["messages"]
     assert sorted(r["id"] for r in question["replies"]) == sorted([ids["earlier"], ids["answer"]])
+    assert sorted(r["id"] for r in question["children"]) == sorted([ids["earlier"], ids["answer"]])
+    assert (read["currentLeafId"], answer["parentId"]) == (ids["answer"], ids["question"])
     assert (earlier["status"], earlier["supersededAt"], earlier["tokensEstimated"]) == (
         "cancelled", "2026-03-01T12:00:05.000Z", True,
     )  # fmt: skip

@@ -16,7 +16,8 @@ async function main() {
       include: {
         messages: {
           orderBy: { createdAt: "asc" },
-          include: { replies: { select: { id: true } }, reactions: true },
+          include: { replies: { select: { id: true } }, children: { select: { id: true } },
+                     reactions: true },
         },
         titleUsages: true,
       },

@@ -1,12 +1,15 @@
 // The chat view: a new chat or an open conversation (paged back, opened at a search hit),
-// sending a message, regenerating the last answer, and following an answer after a reload.
+// sending a message, regenerating the last answer, editing a question, switching branches,
+// and following an answer after a reload.
 
 import { api, ApiError } from "./api.js";
+import { editBody, messagesBeforeEdit, switchBranch } from "./branches.js";
 import { fileParts, hasAttachments, restoreAttachments, takeAttachments, wireFiles } from "./files.js";
 import { $ } from "./dom.js";
 import { focusMessage, renderMessages, scrollToEnd, showChatError } from "./messages.js";
 import { preferredModel } from "./settings.js";
 import { loadConversationList, renderConversationList } from "./sidebar.js";
+import { guarded } from "./session.js";
 import { setTitle, state } from "./state.js";
 import { showConversationTags } from "./tags.js";
 import { detachLive, stopAnswer, stream } from "./stream.js";
@@ -18,7 +21,7 @@ export function newChat() {
   state.conversationId = null;
   state.messages = [];
   state.messagesCursor = null;
-  state.shownVersion.clear();
+  state.editing = null;
   setTitle(null);
   showConversationTags([]);
   $("chat-tools").hidden = true;
@@ -32,7 +35,7 @@ export async function openConversation(id, focusMessageId) {
   const same = state.conversationId === id;
   state.conversationId = id;
   if (!same) {
-    state.shownVersion.clear();
+    state.editing = null;
     state.messages = [];
   }
   renderConversationList();
@@ -41,7 +44,7 @@ export async function openConversation(id, focusMessageId) {
   try {
     [detail, page] = await Promise.all([
       api("GET", `${base}?limit=1`),
-      api("GET", `${base}/messages?limit=${MESSAGE_PAGE}&includeVersions=true`),
+      api("GET", `${base}/messages?limit=${MESSAGE_PAGE}`),
     ]);
   } catch (err) {
     if (err instanceof ApiError && err.status === 404) {
@@ -61,6 +64,15 @@ export async function openConversation(id, focusMessageId) {
   $("export-md").href = `${base}/export?format=markdown`;
   $("chat-tools").hidden = false;
   if (focusMessageId) await loadUntil(focusMessageId);
+  if (focusMessageId && !state.messages.some((m) => m.id === focusMessageId)) {
+    // A search hit on another branch: show that branch.
+    const shown = await switchBranch(focusMessageId).catch(() => null);
+    if (shown && state.conversationId === id) {
+      state.messages = shown.messages;
+      state.messagesCursor = shown.nextCursor;
+      await loadUntil(focusMessageId);
+    }
+  }
   renderMessages();
   if (focusMessageId) focusMessage(focusMessageId);
   else scrollToEnd();
@@ -76,7 +88,7 @@ async function loadUntil(messageId) {
 
 async function loadEarlier(render = true) {
   const id = state.conversationId;
-  const params = new URLSearchParams({ limit: String(MESSAGE_PAGE), includeVersions: "true", before: state.messagesCursor });
+  const params = new URLSearchParams({ limit: String(MESSAGE_PAGE), before: state.messagesCursor });
   const page = await api("GET", `/api/conversations/${encodeURIComponent(id)}/messages?${params}`);
   if (state.conversationId !== id) return;
   state.messages = [...page.messages, ...state.messages];
@@ -118,15 +130,54 @@ async function regenerate() {
   showChatError(null);
   const id = state.conversationId;
   const model = $("model-select").value || undefined;
-  const last = [...state.messages].reverse().find((m) => m.role === "assistant" && !m.supersededAt);
+  const last = [...state.messages].reverse().find((m) => m.role === "assistant");
   const question = [...state.messages].reverse().find((m) => m.role === "user");
   // As the AI SDK's regenerate() sends it: the chat id, the trigger and the messages so far.
   const messages = question ? [{ id: question.id, role: "user", parts: [{ type: "text", text: question.content }] }] : [];
   const body = { id, trigger: "regenerate-message", messageId: last?.id, messages, model };
-  if (last) state.shownVersion.delete(last.replyToId);
-  // The old answer stays a version (reloaded after); the new one streams in its place.
+  // The old answer stays a version (a sibling: "‹ 1 / 2 ›" after); the new one streams in its place.
   state.messages = state.messages.filter((m) => m !== last);
   await stream({ path: "/api/chat", body }, id, { refresh: refreshAfterAnswer });
+}
+
+/** Answer an edited question in a new branch; the old branch stays (‹ 1 / 2 ›). */
+async function sendEdit(event) {
+  event.preventDefault();
+  const form = event.target;
+  const text = form.querySelector("textarea").value;
+  const messageId = form.dataset.messageId;
+  if (!text.trim() || state.live || !state.conversationId) return;
+  showChatError(null);
+  const id = state.conversationId;
+  const model = $("model-select").value || undefined;
+  state.editing = null;
+  state.messages = messagesBeforeEdit(messageId, text);
+  await stream({ path: "/api/chat", body: editBody(id, messageId, text, model) }, id, { refresh: refreshAfterAnswer });
+}
+
+/** Show another branch (a sibling's); the server remembers it for the next message. */
+async function showBranch(messageId) {
+  if (state.live || !state.conversationId) return;
+  const id = state.conversationId;
+  await guarded(() => switchBranch(messageId));
+  await openConversation(id, null);
+  document.querySelector(`#m-${CSS.escape(messageId)} .versions button:not(:disabled)`)?.focus();
+}
+
+function onMessageClick(event) {
+  const target = event.target;
+  if (target.closest("button.regenerate")) regenerate();
+  const branch = target.closest("button[data-branch]");
+  if (branch && branch.dataset.branch) showBranch(branch.dataset.branch);
+  const edit = target.closest("button.edit-message");
+  if (edit && !state.live) {
+    state.editing = edit.dataset.messageId;
+    renderMessages();
+  }
+  if (target.closest("button.edit-cancel")) {
+    state.editing = null;
+    renderMessages();
+  }
 }
 
 async function refreshAfterAnswer(conversationId, isNew) {
@@ -148,8 +199,9 @@ export function wireChat() {
   $("composer").addEventListener("submit", sendMessage);
   $("stop-button").addEventListener("click", stopAnswer);
   wireFiles(showChatError);
-  $("message-list").addEventListener("click", (event) => {
-    if (event.target.closest("button.regenerate")) regenerate();
+  $("message-list").addEventListener("click", onMessageClick);
+  $("message-list").addEventListener("submit", (event) => {
+    if (event.target.matches("form.edit-form")) sendEdit(event);
   });
   $("composer-input").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

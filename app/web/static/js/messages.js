@@ -1,8 +1,9 @@
-// The messages of the open conversation as shown: one version per answer slot, Markdown
-// answers with the model's reasoning folded above them, status lines, versions, reactions,
-// and the bubble of an answer being written.
+// The messages of the open conversation as shown: the branch the server shows, Markdown
+// answers with the model's reasoning folded above them, status lines, the switch between
+// branches and the edit box (branches.js), reactions, and the bubble of an answer being written.
 
 import { api } from "./api.js";
+import { branchSwitcher, editForm } from "./branches.js";
 import { $, h } from "./dom.js";
 import { messageFiles } from "./files.js";
 import { renderMarkdown } from "./markdown.js";
@@ -35,30 +36,9 @@ export function scrollToEnd() {
   box.scrollTop = box.scrollHeight;
 }
 
-/** Messages as shown: each answer slot holds one version of the answers to a user message. */
+/** Messages as shown: the branch of the conversation the server shows, oldest first. */
 function visibleMessages() {
-  const versions = new Map();
-  for (const m of state.messages) {
-    if (m.role === "assistant" && m.replyToId) {
-      if (!versions.has(m.replyToId)) versions.set(m.replyToId, []);
-      versions.get(m.replyToId).push(m);
-    }
-  }
-  const shown = [];
-  const placed = new Set();
-  for (const m of state.messages) {
-    if (m.role === "assistant" && m.replyToId && versions.get(m.replyToId).length > 1) {
-      if (placed.has(m.replyToId)) continue;
-      placed.add(m.replyToId);
-      const all = versions.get(m.replyToId);
-      const current = all.findIndex((v) => !v.supersededAt);
-      const index = state.shownVersion.get(m.replyToId) ?? (current >= 0 ? current : all.length - 1);
-      shown.push({ message: all[index], versions: all, index });
-    } else if (!(m.supersededAt && m.role === "assistant")) {
-      shown.push({ message: m, versions: [m], index: 0 });
-    }
-  }
-  return shown;
+  return state.messages.map((message) => ({ message }));
 }
 
 export function renderMessages() {
@@ -75,7 +55,7 @@ export function renderMessages() {
   $("load-earlier").hidden = !state.messagesCursor;
 }
 
-function messageElement({ message, versions, index }, isLastAnswer) {
+function messageElement({ message }, isLastAnswer) {
   const user = message.role === "user";
   const head = h("div", { class: "message-head" },
     h("strong", {}, user ? "You" : "Assistant"),
@@ -86,16 +66,24 @@ function messageElement({ message, versions, index }, isLastAnswer) {
       ? h("span", {}, `${message.usage.completionTokens} tokens${message.usage.estimated ? " (estimated)" : ""}`)
       : null,
   );
-  const body = h("div", { class: "message-body" });
-  if (user) body.textContent = message.content;
-  else body.append(renderMarkdown(message.content));
+  const editing = user && state.editing === message.id;
+  let body;
+  if (editing) body = editForm(message);
+  else if (user) body = h("div", { class: "message-body" }, message.content);
+  else body = h("div", { class: "message-body" }, renderMarkdown(message.content));
   const thoughts = !user && message.reasoning ? reasoningElement(message.reasoning).el : null;
   const files = user ? messageFiles(message) : null;
   const el = h("article", { class: `message ${message.role}`, id: `m-${message.id}`, tabindex: "-1", dataset: { status: message.status } }, head, thoughts, files, body);
   if (!user) {
     const status = statusElement(message);
     if (status) el.append(status);
-    el.append(answerActions(message, versions, index, isLastAnswer));
+    el.append(answerActions(message, isLastAnswer));
+  } else if (!editing && !message.id.startsWith("local-")) {
+    // Its clicks are handled in chat.js, like the answers' Regenerate.
+    el.append(h("div", { class: "message-actions" },
+      branchSwitcher(message),
+      h("button", { type: "button", class: "edit-message", "aria-label": "Edit this message", dataset: { messageId: message.id } }, "✎ Edit"),
+    ));
   }
   return el;
 }
@@ -107,23 +95,10 @@ function statusElement(message) {
   return h("p", { class: `message-status${message.status === "error" ? " error" : ""}`, dataset: { status: message.status } }, text + detail);
 }
 
-function answerActions(message, versions, index, isLastAnswer) {
+function answerActions(message, isLastAnswer) {
   const actions = h("div", { class: "message-actions" });
-  if (versions.length > 1) {
-    const replyTo = message.replyToId;
-    const show = (n) => {
-      state.shownVersion.set(replyTo, n);
-      renderMessages();
-      document.querySelector(`#m-${CSS.escape(versions[n].id)} .versions button:not(:disabled)`)?.focus();
-    };
-    actions.append(
-      h("span", { class: "versions", role: "group", "aria-label": "Versions of this answer" },
-        h("button", { type: "button", "aria-label": "Previous version", disabled: index === 0, onclick: () => show(index - 1) }, "‹"),
-        h("span", {}, `${index + 1} / ${versions.length}`),
-        h("button", { type: "button", "aria-label": "Next version", disabled: index === versions.length - 1, onclick: () => show(index + 1) }, "›"),
-      ),
-    );
-  }
+  const switcher = branchSwitcher(message);
+  if (switcher) actions.append(switcher);
   for (const [type, label] of REACTIONS) {
     const pressed = (message.reactions || []).includes(type);
     actions.append(

@@ -17,7 +17,7 @@ export const state = {
   conversationId: null,
   messages: [],
   messagesCursor: null,
-  shownVersion: new Map(), // replyToId -> index of the version shown
+  editing: null, // the id of the question being edited
   live: null, // the answer being streamed: {conversationId, controller, bubble, ...}
 };
 
@@ -26,8 +26,8 @@ export function resetState() {
   Object.assign(state, {
     user: null, prefs: null, conversations: [], listCursor: null, conversationId: null,
     messages: [], messagesCursor: null, live: null, tags: [], listTag: "", listArchived: false,
+    editing: null,
   });
-  state.shownVersion.clear();
   document.getElementById("conversation-list").replaceChildren();
   document.getElementById("message-list").replaceChildren();
 }
