@@ -115,7 +115,7 @@ async def _generic_plan(connection: asyncpg.Connection, sql: str, args: list[Any
         plan = await connection.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE generic({values})")
         return [r[0] for r in plan]
     finally:
-        await connection.execute("DEALLOCATE ALL")
+        await connection.execute("DEALLOCATE generic")  # not ALL: asyncpg keeps its own
         await connection.execute("RESET plan_cache_mode")
 
 
