@@ -62,7 +62,10 @@ def file_ref(url: str | None, filename: str | None, settings: Settings) -> FileR
         except (binascii.Error, ValueError):
             raise InvalidInput("files: the data: URL is not valid base64") from None
         return InlineFile(data, filename)
-    found = _FILE_PATH.match(urlsplit(url).path) if url else None
+    try:
+        found = _FILE_PATH.match(urlsplit(url).path) if url else None
+    except ValueError:  # urlsplit: "Invalid IPv6 URL" (http://[/...)
+        found = None
     if found is None:
         raise InvalidInput(
             "files: a file part's url must be a file of this API (/api/files/{id}, from "

@@ -141,6 +141,25 @@ class BranchService:
         )
         return [r[0] for r in rows]
 
+    async def live_leaf(self, conversation_id: str, leaf: str) -> str | None:
+        """Where the branch ending at `leaf` ends now: the leaf, or its nearest ancestor not in
+        the trash; when the whole branch is trashed or purged, the newest live message (it has
+        no live child: children are newer); None when nothing live is left."""
+        found = await self.branch_ids(conversation_id, leaf, 1)
+        if found:
+            return found[0]
+        newest = await self.db.scalar(
+            select(Message.id)
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.user_id == self.user_id,
+                Message.deleted_at.is_(None),
+            )
+            .order_by(Message.created_at.desc(), Message.id.desc())
+            .limit(1)
+        )
+        return str(newest) if newest is not None else None
+
     async def shown_ids(self, conversation_id: str) -> set[str] | None:
         """The ids of the branch shown, every one; None for a conversation read in linear
         order (its messages that are not replaced versions)."""
@@ -189,7 +208,11 @@ class BranchService:
         await self.db.execute(_ADOPT_VERSIONS, params)
         leaf = await self.db.scalar(
             select(Message.id)
-            .where(Message.conversation_id == conversation_id, Message.superseded_at.is_(None))
+            .where(
+                Message.conversation_id == conversation_id,
+                Message.superseded_at.is_(None),
+                Message.deleted_at.is_(None),
+            )
             .order_by(Message.created_at.desc(), Message.id.desc())
             .limit(1)
         )

@@ -251,10 +251,13 @@ class ChatFlow:
     async def _leaf(
         self, db: AsyncSession, user_id: str, conversation_id: str, own: ConversationSettings
     ) -> str | None:
-        """The leaf an answer continues; a conversation read in linear order is adopted."""
+        """The leaf an answer continues; a conversation read in linear order is adopted. A
+        leaf in the trash (or purged) is continued from its nearest live ancestor: a question
+        never hangs under a message the user cannot see, or one that is gone."""
+        branches = BranchService(db, user_id)
         if own.current_leaf_id is not None:
-            return own.current_leaf_id
-        return await BranchService(db, user_id).adopt_linear(conversation_id)
+            return await branches.live_leaf(conversation_id, own.current_leaf_id)
+        return await branches.adopt_linear(conversation_id)
 
     async def _history(
         self, db: AsyncSession, user_id: str, conversation_id: str, start: str | None

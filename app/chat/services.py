@@ -957,7 +957,12 @@ class MessageService:
         ).first()
         if gone is None:
             raise NotFound("No such message.")
-        if gone.parent_id is not None:
+        # The nearest live ancestor (its parent may be in the trash too), else the newest
+        # live message; nothing live left: the leaf stays, and the next question is a root.
+        leaf = await BranchService(self.db, self.user_id).live_leaf(
+            gone.conversation_id, message_id
+        )
+        if leaf is not None:
             await self.db.execute(
                 update(Conversation)
                 .where(
@@ -965,7 +970,7 @@ class MessageService:
                     Conversation.user_id == self.user_id,
                     Conversation.current_leaf_id == message_id,
                 )
-                .values(current_leaf_id=gone.parent_id, updated_at=Conversation.updated_at)
+                .values(current_leaf_id=leaf, updated_at=Conversation.updated_at)
             )
 
     async def _require_owned(self, message_id: str) -> None:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
@@ -26,6 +26,41 @@ logger = logging.getLogger("chatwithme.trash")
 # Any fixed number, the same in every process: the key of the purge's advisory lock.
 PURGE_LOCK = 0x7472617368  # "trash"
 _AGE = re.compile(r"^\s*(\d+)\s*([dh])\s*$")
+
+# Before trashed messages of live conversations go: what hung under one of them hangs under
+# its nearest ancestor that stays (or becomes a root), and a leaf among them moves there too
+# (else to the conversation's newest live message). Without it the foreign key's SET NULL cut
+# the branch at the purged row, and a leaf left pointing at a purged row made the next
+# question's parent a row that is gone.
+_REATTACH = """
+WITH RECURSIVE gone AS (
+    SELECT m.id, m."parentId" FROM messages m
+    JOIN conversations c ON c.id = m."conversationId"
+    WHERE m."deletedAt" < :cutoff AND (c."deletedAt" IS NULL OR c."deletedAt" >= :cutoff)
+), up AS (
+    SELECT id, "parentId" AS ancestor, 0 AS depth FROM gone
+  UNION ALL
+    SELECT up.id, g."parentId", up.depth + 1 FROM up JOIN gone g ON g.id = up.ancestor
+    WHERE up.depth < 100000
+), stays AS (
+    SELECT up.id, up.ancestor FROM up
+    WHERE up.ancestor IS NULL OR up.ancestor NOT IN (SELECT id FROM gone)
+)
+"""
+_REATTACH_CHILDREN = text(
+    _REATTACH  # noqa: S608 (constants)
+    + """UPDATE messages m SET "parentId" = stays.ancestor FROM stays
+    WHERE m."parentId" = stays.id AND m.id NOT IN (SELECT id FROM gone)"""
+)
+_REATTACH_LEAVES = text(
+    _REATTACH  # noqa: S608 (constants)
+    + """UPDATE conversations c SET "currentLeafId" = COALESCE(
+        (SELECT s.id FROM messages s WHERE s.id = stays.ancestor AND s."deletedAt" IS NULL),
+        (SELECT n.id FROM messages n
+         WHERE n."conversationId" = c.id AND n."deletedAt" IS NULL
+         ORDER BY n."createdAt" DESC, n.id DESC LIMIT 1))
+    FROM stays WHERE c."currentLeafId" = stays.id"""
+)
 
 
 def parse_age(raw: str) -> timedelta:
@@ -64,6 +99,8 @@ async def purge(db: AsyncSession, older_than: timedelta, dry_run: bool = False) 
         return Purged(conversations or 0, messages or 0)
     # The files of those messages go with them when no other message carries them.
     file_ids = list(await db.scalars(carried_by(select(Message.id).where(old_messages))))
+    await db.execute(_REATTACH_CHILDREN, {"cutoff": cutoff})
+    await db.execute(_REATTACH_LEAVES, {"cutoff": cutoff})
     # Messages first, counted from their own statement (the conversations' cascade would not
     # say how many it took).
     messages = len(

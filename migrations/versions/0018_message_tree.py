@@ -51,7 +51,7 @@ WHERE "supersededAt" IS NOT NULL AND "replyToId" IS NOT NULL
 BACKFILL_LEAVES = """
 UPDATE "conversations" c SET "currentLeafId" = (
     SELECT m.id FROM "messages" m
-    WHERE m."conversationId" = c.id AND m."supersededAt" IS NULL
+    WHERE m."conversationId" = c.id AND m."supersededAt" IS NULL AND m."deletedAt" IS NULL
     ORDER BY m."createdAt" DESC, m.id DESC LIMIT 1
 )
 """

@@ -4,6 +4,7 @@ stays whole and comes back when switched to, and the prompt holds only the curre
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.chat.trash import purge
+from app.db.engine import Database
 from app.settings import Settings
 from tests.auth.conftest import count, make_session, make_user
 from tests.chat.conftest import chat_settings, sse_events
@@ -375,4 +378,57 @@ async def test_pages_of_a_branch_follow_the_cursor_without_gaps(api: httpx.Async
     assert seen == [
         "first question", "Hello, world!", "edited", "Hello, world!", "third question",
         "Hello, world!",
+    ]  # fmt: skip
+
+
+async def _purge_now(connection: AsyncConnection) -> None:
+    async with Database.bound_to(connection).session_maker() as db:
+        await purge(db, timedelta(0))
+        await db.commit()
+
+
+async def test_a_purge_keeps_the_branch_whole_and_the_leaf_on_a_message_that_stays(
+    api: httpx.AsyncClient, connection: AsyncConnection, groq_fake: FakeLLM
+) -> None:
+    """Review finding: the purge deleted trashed messages and the foreign key's SET NULL cut
+    the branch under them; a leaf left on a purged row made the next question's parent a
+    row that was gone (a foreign-key violation: 500)."""
+    conversation_id, second = await _two_exchanges(api)
+    shown = await _shown(api, conversation_id)
+    first_answer = shown[1]["id"]
+    # The middle of the branch, then its end, question and answer, go to the trash.
+    for message_id in (first_answer, second["userMessage"]["id"], second["aiMessage"]["id"]):
+        assert (await api.delete(f"/api/messages/{message_id}")).status_code == 204
+    detail = (await api.get(f"/api/conversations/{conversation_id}")).json()
+    assert detail["currentLeafId"] == shown[0]["id"]  # the nearest live ancestor
+    await _purge_now(connection)
+    assert [m["content"] for m in await _shown(api, conversation_id)] == ["first question"]
+    third = await _chat(api, "third question", conversation_id)
+    assert third["userMessage"]["parentId"] == shown[0]["id"]
+    assert _prompt(groq_fake) == ["first question", "third question"]
+
+
+async def test_a_leaf_purged_from_under_the_conversation_is_continued_from_what_stays(
+    api: httpx.AsyncClient, connection: AsyncConnection, groq_fake: FakeLLM
+) -> None:
+    conversation_id, second = await _two_exchanges(api)
+    answer_id = second["aiMessage"]["id"]
+    assert (await api.delete(f"/api/messages/{answer_id}")).status_code == 204
+    # A leaf put back on the trashed answer (as a Prisma writer or an older version could).
+    await connection.execute(
+        text('UPDATE conversations SET "currentLeafId" = :m WHERE id = :c'),
+        {"m": answer_id, "c": conversation_id},
+    )
+    await _purge_now(connection)
+    detail = (await api.get(f"/api/conversations/{conversation_id}")).json()
+    assert detail["currentLeafId"] == second["userMessage"]["id"]
+    # And a leaf on a row that is gone altogether (no foreign key on currentLeafId).
+    await connection.execute(
+        text("UPDATE conversations SET \"currentLeafId\" = 'goneForGood' WHERE id = :c"),
+        {"c": conversation_id},
+    )
+    third = await _chat(api, "third question", conversation_id)
+    assert third["userMessage"]["parentId"] == second["userMessage"]["id"]
+    assert _prompt(groq_fake) == [
+        "first question", "Hello, world!", "second question", "third question"
     ]  # fmt: skip

@@ -212,7 +212,12 @@ async def test_a_bad_file_part_url_is_400_and_the_server_fetches_nothing(
     vendors: httpx.AsyncClient, engine: AsyncEngine
 ) -> None:
     hux = await person(engine, "hux-chat-files@example.com")
-    for url in ("https://evil.example/x.png", "data:image/png,notbase64", "data:;base64,@@@"):
+    for url in (
+        "https://evil.example/x.png",
+        "http://[/api/files/x",
+        "data:image/png,notbase64",
+        "data:;base64,@@@",
+    ):
         body = {"id": "chatBadUrl0000001", "model": GEMINI, "message": {
             "id": "msgBadUrl00000001", "role": "user",
             "parts": [{"type": "file", "mediaType": "image/png", "url": url},
