@@ -69,6 +69,9 @@ class FileController(Controller):
                 f"file: larger than FILE_MAX_BYTES ({settings.file_max_bytes:,} bytes)"
             )
         upload = FileUpload(request)
+        # Signing in read the session through this request's session: its transaction ends
+        # here, so that no pooled connection waits on the client while it sends the file.
+        await db_session.commit()
         name = await upload.open()
         service = FileService(db_session, identity.user_id, settings)
         return file_info(await service.upload(upload.chunks(), name))

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.models import File, MessageFile
@@ -46,6 +46,21 @@ def clean_name(name: str | None, media_type: str) -> str:
     return name[:MAX_NAME_CHARS] or f"file.{EXTENSIONS[media_type]}"
 
 
+# The first key of the per-user upload lock (pg_advisory_xact_lock(int, int)); the second is
+# the user id's hash.
+FILES_LOCK = 0x66696C65  # "file"
+
+
+def _media_type(head: bytes) -> str:
+    media_type = media_type_of(head)
+    if media_type is None:
+        raise UnsupportedMediaType(
+            "file: not an accepted type; send PNG, JPEG, WebP or GIF images, or PDF "
+            "(the type is read from the file's bytes, not its name)"
+        )
+    return media_type
+
+
 class FileService:
     def __init__(
         self,
@@ -66,39 +81,63 @@ class FileService:
     async def upload(self, chunks: AsyncIterator[bytes], name: str | None) -> File:
         """Store the bytes `chunks` yields as one file, in the caller's transaction.
 
-        The type comes from the first bytes (415 for anything but PNG, JPEG, WebP, GIF, PDF),
-        the size is counted as they come (413 past FILE_MAX_BYTES, 429 past the quota), and
-        at most one chunk is held in memory. Bytes this user stored before give the earlier
-        file back, and nothing new is kept."""
+        The bytes are read whole first, into a spooled temporary file (one chunk in memory,
+        the rest on disk), with no database connection held: a client sending slowly must
+        not keep a pooled connection and an open transaction for as long as it takes (ten
+        slow uploads would hold the whole pool). The type comes from the first bytes (415 for
+        anything but PNG, JPEG, WebP, GIF, PDF, as soon as they arrive) and the size is
+        counted as they come (413 past FILE_MAX_BYTES). Then, in one short stretch: bytes
+        this user stored before give the earlier file back (nothing new is kept, and nothing
+        counts against the quota); else 429 past the quota, or the file is stored."""
         limit = self.settings.file_max_bytes
-        room = self.settings.file_quota_bytes - await self.used_bytes()
         digest = hashlib.sha256()
-        buffer = bytearray()
-        size = seq = 0
-        row: File | None = None
-        async for piece in chunks:
-            size += len(piece)
-            if size > limit:
-                raise PayloadTooLarge(f"file: larger than FILE_MAX_BYTES ({limit:,} bytes)")
-            if size > room:
-                raise self._full()
-            digest.update(piece)
-            buffer += piece
-            if row is None:
-                if len(buffer) < SNIFF_BYTES:
-                    continue
-                row = await self._begin(bytes(buffer[:SNIFF_BYTES]), name)
-            while len(buffer) >= CHUNK_BYTES:
-                await self.storage.append(row.id, self.user_id, seq, bytes(buffer[:CHUNK_BYTES]))
-                del buffer[:CHUNK_BYTES]
-                seq += 1
-        if row is None:
-            if not buffer:
+        head = b""
+        size = 0
+        with tempfile.SpooledTemporaryFile(max_size=CHUNK_BYTES) as spool:
+            async for piece in chunks:
+                size += len(piece)
+                if size > limit:
+                    raise PayloadTooLarge(f"file: larger than FILE_MAX_BYTES ({limit:,} bytes)")
+                if len(head) < SNIFF_BYTES:
+                    head += piece[: SNIFF_BYTES - len(head)]
+                    if len(head) == SNIFF_BYTES:
+                        _media_type(head)
+                digest.update(piece)
+                spool.write(piece)
+            if size == 0:
                 raise InvalidInput("file: empty")
-            row = await self._begin(bytes(buffer), name)
-        if buffer:
-            await self.storage.append(row.id, self.user_id, seq, bytes(buffer))
-        return await self._finish(row, digest.hexdigest(), size)
+            media_type = _media_type(head)
+            spool.seek(0)
+            return await self._store(spool, media_type, name, digest.hexdigest(), size)
+
+    async def _store(
+        self, spool: IO[bytes], media_type: str, name: str | None, sha256: str, size: int
+    ) -> File:
+        # One user's uploads take turns from here to their commit, so that two of them at
+        # once cannot both fit in the room that is left for one (or store the same bytes
+        # twice); other users' do not wait.
+        await self.db.execute(
+            select(func.pg_advisory_xact_lock(FILES_LOCK, func.hashtext(self.user_id)))
+        )
+        earlier = await self._by_hash(sha256)
+        if earlier is not None:
+            return earlier
+        if await self.used_bytes() + size > self.settings.file_quota_bytes:
+            raise self._full()
+        row = File(
+            user_id=self.user_id,
+            media_type=media_type,
+            name=clean_name(name, media_type),
+            sha256=sha256,
+            size=size,
+        )
+        self.db.add(row)
+        await self.db.flush()
+        seq = 0
+        while piece := spool.read(CHUNK_BYTES):
+            await self.storage.append(row.id, self.user_id, seq, piece)
+            seq += 1
+        return row
 
     async def upload_bytes(self, data: bytes, name: str | None) -> File:
         """As `upload`, for bytes already in memory (a `data:` URL in a chat body)."""
@@ -115,34 +154,6 @@ class FileService:
             f"file: your files would pass your storage quota (FILE_QUOTA_BYTES, {quota:,} "
             "bytes); delete files (DELETE /api/files/{id}) to make room."
         )
-
-    async def _begin(self, head: bytes, name: str | None) -> File:
-        media_type = media_type_of(head)
-        if media_type is None:
-            raise UnsupportedMediaType(
-                "file: not an accepted type; send PNG, JPEG, WebP or GIF images, or PDF "
-                "(the type is read from the file's bytes, not its name)"
-            )
-        row = File(user_id=self.user_id, media_type=media_type, name=clean_name(name, media_type))
-        self.db.add(row)
-        await self.db.flush()
-        return row
-
-    async def _finish(self, row: File, sha256: str, size: int) -> File:
-        earlier = await self._by_hash(sha256)
-        if earlier is None:
-            row.sha256, row.size = sha256, size
-            try:
-                async with self.db.begin_nested():
-                    await self.db.flush()
-                return row
-            except IntegrityError:  # the same bytes, uploaded in parallel, committed first
-                earlier = await self._by_hash(sha256)
-                if earlier is None:
-                    raise
-        await self.db.execute(delete(File).where(File.id == row.id))  # its chunks cascade
-        self.db.expunge(row)
-        return earlier
 
     async def _by_hash(self, sha256: str) -> File | None:
         return await self.db.scalar(
@@ -190,10 +201,13 @@ class FileService:
             raise InvalidInput(f"files: at most {most} files a message")
         if not ids:
             return []
+        # FOR SHARE: a DELETE of one of them waits for this message's commit (and then takes
+        # the link with it) instead of removing it between this check and the link's insert
+        # (a foreign-key violation: 500).
         rows = await self.db.scalars(
-            select(File).where(
-                File.id.in_(ids), File.user_id == self.user_id, File.sha256.is_not(None)
-            )
+            select(File)
+            .where(File.id.in_(ids), File.user_id == self.user_id, File.sha256.is_not(None))
+            .with_for_update(read=True)
         )
         found = {row.id: row for row in rows}
         missing = [i for i in ids if i not in found]

@@ -3,6 +3,7 @@ from the bytes, limits, per-user deduplication, owner-only reads with safe heade
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import httpx
@@ -139,6 +140,24 @@ async def test_files_past_the_quota_are_429_and_nothing_is_stored(
     assert await count(engine, "files", ivy.user_id) == 2
     # A file sent before costs nothing more.
     assert (await upload(web, ivy, png(seed=1) + b"")).status_code == 201
+
+
+async def test_uploads_at_once_cannot_pass_the_quota_together(
+    web: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """Review finding: each upload measured the room left before it began, so several at once
+    each fitted and together passed the quota. One user's uploads now take turns at the
+    check (an advisory lock to their commit): of four 2 MiB files in 5 MiB, two are stored."""
+    kit = await person(engine, "kit-files@example.com")
+    payloads = [png(seed=20 + n) + os.urandom(2 * MIB) for n in range(4)]
+    answers = await asyncio.gather(*(upload(web, kit, p) for p in payloads))
+    assert sorted(a.status_code for a in answers) == [201, 201, 429, 429]
+    assert await count(engine, "files", kit.user_id) == 2
+    # The same bytes again at the quota: the earlier file, no 429 (it costs nothing more).
+    stored = next(n for n, a in enumerate(answers) if a.status_code == 201)
+    again = await upload(web, kit, payloads[stored])
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] == answers[stored].json()["id"]
 
 
 async def test_odd_and_hostile_file_names_are_cleaned(

@@ -1,6 +1,7 @@
 """Uploads that fail half-way, through real HTTP to uvicorn: the client leaving mid-body and
-the database connection dying mid-upload store nothing (the upload is one transaction), the
-client gets a 503 problem where it is still there to read one, and the next upload works."""
+the database connection dying mid-upload store nothing (the file is stored in one short
+transaction once its bytes are all in), the client gets a 503 problem where it is still there
+to read one, and the next upload works; a slow upload holds no connection meanwhile."""
 
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ async def test_the_database_dropping_mid_upload_is_a_503_and_stores_nothing(
 
     async def body() -> AsyncIterator[bytes]:
         yield head() + data[: int(1.5 * MIB)]
-        await asyncio.sleep(0.5)  # the first chunk is in the upload's transaction
+        await asyncio.sleep(0.5)  # the server is spooling the body
         async with engine.connect() as admin:  # every app connection to this database
             await admin.execute(
                 text(
@@ -90,3 +91,37 @@ async def test_the_database_dropping_mid_upload_is_a_503_and_stores_nothing(
         "/api/files", files={"file": ("a.png", data, "image/png")}, headers=bo.auth
     )
     assert again.status_code == 201, again.text
+
+
+async def test_a_slow_upload_holds_no_database_connection_while_it_is_sent(
+    web: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    """Review finding: the upload kept a pooled connection and an open transaction for as
+    long as the client took to send, so ten slow uploads held the whole pool (503 for
+    everyone). The bytes are now spooled first, and stored in one short transaction."""
+    cy = await person(engine, "cy-faults@example.com")
+    data = png(seed=3) + os.urandom(int(1.5 * MIB))
+    held: list[int] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        yield head() + data[:MIB]
+        await asyncio.sleep(0.5)  # the server has read past the first chunk and waits
+        async with engine.connect() as admin:
+            held.append(
+                await admin.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                        "current_database() AND pid <> pg_backend_pid() "
+                        "AND state LIKE 'idle in transaction%'"
+                    )
+                )
+                or 0
+            )
+        yield data[MIB:] + TAIL
+
+    headers = {**cy.auth, "content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    stored = await web.post("/api/files", content=body(), headers=headers)
+    assert stored.status_code == 201, stored.text
+    assert held == [0]
+    assert stored.json()["size"] == len(data)
+    assert await count(engine, "file_chunks", cy.user_id) == 2
