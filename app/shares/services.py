@@ -66,12 +66,10 @@ def shared_messages(row: ConversationShare) -> list[schemas.SharedMessage]:
 
 
 def _visible() -> Any:
-    """What a snapshot takes (of the branch shown, when the conversation has one): each
-    message's current version, not in the trash, not still
+    """What a snapshot takes (of the branch shown): messages not in the trash, not still
     being written, not an error with no text."""
     return and_(
         Message.deleted_at.is_(None),
-        Message.superseded_at.is_(None),
         Message.status != "streaming",
         Message.content != "",
     )
@@ -101,12 +99,15 @@ class ShareService:
             _visible(),
         )
         if conversation.current_leaf_id is not None:
-            # The branch shown, not the others (issue 23 item 2): its ids from the tree's walk.
-            shown = await BranchService(self.db, self.user_id).branch_ids(
-                conversation.id, conversation.current_leaf_id, MAX_DEPTH
-            )
-            if shown:
-                where = and_(where, Message.id.in_(shown))
+            # The branch shown, not the others (issue 23 item 2): its ids from the tree's walk,
+            # which also says which version of an answer is shown (the one switched to, even
+            # if a later regeneration marked it superseded).
+            branches = BranchService(self.db, self.user_id)
+            leaf = await branches.live_leaf(conversation.id, conversation.current_leaf_id)
+            shown = await branches.branch_ids(conversation.id, leaf, MAX_DEPTH) if leaf else []
+            where = and_(where, Message.id.in_(shown))
+        else:  # read in linear order: each answer's current version
+            where = and_(where, Message.superseded_at.is_(None))
         count, size = (
             await self.db.execute(
                 select(

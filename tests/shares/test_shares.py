@@ -126,6 +126,26 @@ async def test_only_the_current_versions_are_shared_and_nothing_from_the_trash(
     assert share["messageCount"] == 3
 
 
+async def test_the_version_switched_to_is_the_one_shared(
+    api: httpx.AsyncClient, groq_fake: FakeLLM
+) -> None:
+    """Review finding: a snapshot kept only versions not superseded, so an earlier answer
+    switched back to (POST .../branch) was left out and the question stood alone."""
+    first = await _chat(api, "which version")
+    conversation_id = first["conversationId"]
+    groq_fake.next(Scenario(chunks=["second ", "version"]))
+    regenerated = await api.post(f"/api/conversations/{conversation_id}/regenerate", json={})
+    assert regenerated.status_code == 200, regenerated.text
+    switched = await api.post(
+        f"/api/conversations/{conversation_id}/branch",
+        json={"messageId": first["aiMessage"]["id"]},
+    )
+    assert switched.status_code == 200, switched.text
+    share = await _share(api, conversation_id)
+    body = (await api.get(f"/api/shared/{share['token']}")).json()
+    assert [m["content"] for m in body["messages"]] == ["which version", "Hello, world!"]
+
+
 async def test_an_answer_being_written_and_a_failed_empty_one_are_left_out(
     api: httpx.AsyncClient, connection: AsyncConnection, groq_fake: FakeLLM
 ) -> None:
