@@ -54,6 +54,10 @@ class ReadPool:
         self._pool: asyncpg.Pool | None = None
         self._turns: asyncio.Semaphore | None = None
 
+    def connect_kwargs(self) -> dict[str, Any]:
+        """What `asyncpg.connect` needs to reach the same server, as this pool does."""
+        return self._connect_kwargs()
+
     @property
     def started(self) -> bool:
         return self._pool is not None
