@@ -581,7 +581,7 @@ class WritePosition(Base):
     __tablename__ = "write_positions"
 
     user_id: Mapped[str] = mapped_column("userId", Text, primary_key=True)
-    # The primary's WAL insert position after the write, as a byte offset (pg_lsn - '0/0').
+    # The primary's WAL position after the write's commit, as a byte offset (pg_lsn - '0/0').
     lsn: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(
         "updatedAt", Timestamp, server_default=NOW, default=utc_now

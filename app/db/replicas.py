@@ -4,9 +4,9 @@ A read may run on a replica that is up, is a replica (in recovery), is at most
 DB_REPLICA_MAX_LAG behind the primary, and has replayed the caller's own last write; otherwise it
 runs on the primary. The caller's reads never miss their own writes, on any process:
 
-- After a commit that wrote for a user, `record` upserts the primary's WAL insert position
-  (taken after the commit, so at or past its commit record) into `write_positions`, keyed by
-  userId, before the request answers. Every process reads that one row.
+- After a commit that wrote for a user, `record` upserts the primary's WAL position (taken
+  after the commit, so at or past its commit record) into `write_positions`, keyed by userId,
+  before the request answers. Every process reads that one row.
 - A routed read first reads that row on the primary (one primary-key lookup on the primary's
   read pool) and compares it with each replica's replayed position. Those positions are read by
   a background task per replica, every DB_REPLICA_POLL seconds, so routing never waits on a
@@ -14,7 +14,7 @@ runs on the primary. The caller's reads never miss their own writes, on any proc
   the primary, never towards a stale read.
 
 Lag is measured by WAL position, not by `now() - pg_last_xact_replay_timestamp()`, which grows
-on a replica that is fully caught up whenever nothing is written. The primary's insert position
+on a replica that is fully caught up whenever nothing is written. The primary's write position
 is sampled on every poll; a replica's lag is how long ago the primary first had WAL that the
 replica has not replayed yet (0 when it has replayed all the primary had at the last sample).
 It is exact to about one poll interval.
@@ -48,13 +48,24 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Byte offsets (pg_lsn - '0/0'), which compare as integers.
-PRIMARY_POSITION = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
-REPLICA_POSITION = "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
+# Byte offsets (pg_lsn - '0/0'), which compare as integers. The primary's *write* position,
+# not its insert position: at a page boundary the insert position counts the next page's header,
+# which no replica replays until more WAL comes, so an idle replica would never catch up with it.
+PRIMARY_POSITION = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"
+REPLICA_POSITION = (
+    "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
+)
 USER_POSITION = 'SELECT lsn FROM write_positions WHERE "userId" = $1'
+# After a commit, the write position is past its commit record: a commit writes and flushes
+# its WAL before it returns, unless synchronous_commit is off; then the insert position (which
+# is past it too, but may wait for the next record to be replayed: reads stay on the primary
+# that much longer).
 RECORD_POSITION = """
 INSERT INTO write_positions ("userId", lsn, "updatedAt")
-VALUES ($1, (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint, timezone('UTC', now()))
+VALUES ($1, (CASE WHEN current_setting('synchronous_commit') = 'off'
+                  THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_lsn() END
+             - '0/0'::pg_lsn)::bigint,
+        timezone('UTC', now()))
 ON CONFLICT ("userId") DO UPDATE
 SET lsn = GREATEST(write_positions.lsn, EXCLUDED.lsn), "updatedAt" = EXCLUDED."updatedAt"
 """
@@ -70,7 +81,7 @@ def replica_name(raw_url: str) -> str:
 
 
 class PrimaryClock:
-    """Recent samples of the primary's WAL insert position, to tell how far behind a replica
+    """Recent samples of the primary's WAL write position, to tell how far behind a replica
     is in seconds."""
 
     def __init__(self, keep_seconds: float) -> None:
@@ -269,7 +280,7 @@ class Replicas:
         return next((r.state.error for r in self.replicas if r.name == name), None)
 
     async def _sample(self) -> None:
-        """The primary's insert position, every poll (the clock replica lag is measured by)."""
+        """The primary's write position, every poll (the clock replica lag is measured by)."""
         while True:
             try:
                 rows = await self._primary_reads.fetch(PRIMARY_POSITION)

@@ -1,6 +1,6 @@
 """Read-your-writes with read replicas: each user's last write position on the primary.
 
-After a request that wrote commits, the app records the primary's WAL insert position for that
+After a request that wrote commits, the app records the primary's WAL write position for that
 user here (only when DATABASE_REPLICA_URLS is set); a read goes to a replica only once the
 replica has replayed that far (app/db/replicas.py). Every process reads the same row, so the
 guarantee holds whichever process serves the next read.
