@@ -8,7 +8,9 @@ primary made from the same binaries as the server under test (tests/replication.
 - a replica stopped mid-run: reads go to the primary with no error, and come back to it;
 - a replica further behind than DB_REPLICA_MAX_LAG is skipped, then used again; a caught-up
   replica with nothing to replay is not "behind" (lag is measured by WAL position);
-- a primary listed as a replica takes no reads; health shows each replica.
+- a primary listed as a replica takes no reads; health shows each replica;
+- a replica reached through pgbouncer in transaction mode (`?pgbouncer=true`) takes reads,
+  also after pgbouncer recycles its server connections.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from app.db.replicas import PrimaryClock
 from prisma_compat import cuid
 from tests.chat.test_answers_across_processes import Server, serving
 from tests.fakes.llm import FakeLLM
+from tests.pgbouncer import running_pgbouncer
 from tests.replication import ReplicatedPostgres, binaries_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
@@ -291,6 +294,46 @@ async def test_a_primary_listed_as_a_replica_takes_no_reads(
     [output] = _outputs([server])
     assert replica["ok"] is False and "not in recovery" in replica["error"], replica
     assert output.count("is not a replica") == 1, output
+
+
+async def test_a_replica_behind_a_transaction_pooler_takes_reads_across_a_reconnect(
+    postgres: ReplicatedPostgres, upstream: FakeLLM, tmp_path: Path, replay_running: None
+) -> None:
+    user_id, headers = await _user(postgres)
+    conversation_id = await _conversation_behind_the_apps_back(postgres, user_id, "harbours")
+    await postgres.wait_replayed()
+    paths = [
+        "/api/conversations",
+        f"/api/conversations/{conversation_id}",
+        f"/api/conversations/{conversation_id}/messages",
+        "/api/conversations/search?q=harbours",
+        "/api/users/me/stats",
+    ]
+    with (
+        running_pgbouncer(postgres.replica_url, pool_size=2) as bouncer,
+        serving(
+            postgres.primary_url, upstream, tmp_path, count=1, METRICS_ENABLED="true",
+            DATABASE_REPLICA_URLS=bouncer.url(postgres.replica_url), DB_REPLICA_POLL="0.1",
+            SEARCH_RATE_LIMIT="100000",
+        ) as [server],
+    ):  # fmt: skip
+        async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+            await _until_replica(client, server.url, ok=True, within=10)
+            before = await _routed(client, server.url, "replica")
+            for round_ in range(2):
+                answers = await asyncio.gather(
+                    *(client.get(f"{server.url}{path}") for path in paths * 6)
+                )
+                for answer in answers:
+                    assert answer.status_code == 200, answer.text
+                if round_ == 0:
+                    # Every server connection pgbouncer holds is closed once idle: a
+                    # statement kept prepared on one would now fail.
+                    await bouncer.admin("RECONNECT")
+            routed = await _routed(client, server.url, "replica") - before
+    [output] = _outputs([server])
+    assert routed == 2 * len(paths) * 6, output
+    assert "Traceback" not in output, output
 
 
 def test_lag_is_how_long_ago_the_primary_first_had_wal_the_replica_has_not_replayed() -> None:
