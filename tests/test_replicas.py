@@ -24,15 +24,19 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from app.db.replicas import PrimaryClock
+from app.db.url import to_libpq
 from prisma_compat import cuid
+from tests.chat.conftest import answering, text_of
 from tests.chat.test_answers_across_processes import Server, serving
-from tests.fakes.llm import FakeLLM
+from tests.fakes.llm import FakeLLM, Scenario
 from tests.pgbouncer import running_pgbouncer
 from tests.replication import ReplicatedPostgres, binaries_for
+from tests.test_faults import api_for, settings_for, signed_in
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
 
@@ -200,6 +204,58 @@ async def test_reads_go_to_the_replica_and_a_writer_reads_their_own_writes_on_an
             assert await _routed(client, a.url, "replica") == before + 1
     for output in _outputs([a, b]):
         assert "Traceback" not in output, output
+
+
+async def test_an_answer_is_read_back_by_its_asker_on_another_process_while_replay_is_paused(
+    postgres: ReplicatedPostgres, upstream: FakeLLM, tmp_path: Path, replay_running: None
+) -> None:
+    _, headers = await _user(postgres)
+    words = [f"word{i} " for i in range(12)]
+    upstream.next(Scenario(chunks=words, gap=0.2))
+    with _serving(postgres, upstream, tmp_path, 2, DB_REPLICA_MAX_LAG="60") as (a, b):
+        async with httpx.AsyncClient(timeout=30, headers=headers) as client:
+            for server in (a, b):
+                await _until_replica(client, server.url, ok=True, within=10)
+            asking, started = answering(client, a.url, "pausedChat000001", "Hello there")
+            await asyncio.wait_for(started.wait(), 10)
+            # The replica has the question (written by the request); replay stops before
+            # the answer's last write (by the background writer, after the request).
+            await postgres.wait_replayed()
+            await asyncio.sleep(0.3)  # a poll of the replica's position
+            await postgres.on_replica("SELECT pg_wal_replay_pause()")
+            assert text_of(await asking) == "".join(words)
+
+            on_primary = await _routed(client, b.url, "primary")
+            page = await client.get(f"{b.url}/api/conversations/pausedChat000001/messages")
+            assert page.status_code == 200, page.text
+            messages = page.json()["messages"]
+            assert [(m["role"], m["content"]) for m in messages] == [
+                ("user", "Hello there"), ("assistant", "".join(words))
+            ]  # fmt: skip
+            assert messages[-1]["status"] == "complete"
+            assert await _routed(client, b.url, "primary") == on_primary + 1
+
+
+async def test_without_replicas_no_write_position_is_recorded(
+    own_database_url: str, tmp_path: Path
+) -> None:
+    token = await signed_in(own_database_url)
+    async with api_for(settings_for(own_database_url, tmp_path)) as api:
+        api.headers["authorization"] = f"Bearer {token}"
+        created = await api.post("/api/conversations", json={"title": "no replicas"})
+        assert created.status_code == 201, created.text
+        assert (await api.get("/api/conversations")).status_code == 200
+    connection = await asyncpg.connect(to_libpq(own_database_url))
+    try:
+        owner = await connection.fetchval(
+            'SELECT "userId" FROM conversations WHERE id = $1', created.json()["id"]
+        )
+        recorded = await connection.fetchval(
+            'SELECT count(*) FROM write_positions WHERE "userId" = $1', owner
+        )
+    finally:
+        await connection.close()
+    assert recorded == 0
 
 
 async def test_a_stopped_replica_sends_reads_to_the_primary_without_errors(
