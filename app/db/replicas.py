@@ -52,9 +52,7 @@ logger = logging.getLogger(__name__)
 # not its insert position: at a page boundary the insert position counts the next page's header,
 # which no replica replays until more WAL comes, so an idle replica would never catch up with it.
 PRIMARY_POSITION = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"
-REPLICA_POSITION = (
-    "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
-)
+REPLICA_POSITION = "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
 USER_POSITION = 'SELECT lsn FROM write_positions WHERE "userId" = $1'
 # After a commit, the write position is past its commit record: a commit writes and flushes
 # its WAL before it returns, unless synchronous_commit is off; then the insert position (which
