@@ -187,9 +187,11 @@ async def test_reads_go_to_the_replica_and_a_writer_reads_their_own_writes_on_an
 
             # ...while the writer reads their own write on process B, from the primary.
             client.headers.update(writer)
+            on_primary = await _routed(client, b.url, "primary")
             assert await _titles(client, b.url) == ["mine"]
-            page = await client.get(f"{b.url}/api/conversations/{conversation_id}/messages")
-            assert page.status_code == 200, page.text
+            detail = await client.get(f"{b.url}/api/conversations/{conversation_id}")
+            assert detail.status_code == 200 and detail.json()["title"] == "mine", detail.text
+            assert await _routed(client, b.url, "primary") == on_primary + 2
 
             # Replay again: the other user's row arrives, and the writer's reads go back to
             # the replica once it has their write.

@@ -149,6 +149,7 @@ class Replica:
         """A read here failed for want of the server: skip it until a poll succeeds again."""
         self._backoff.failed(error)
         self.state.up = False
+        self.state.lag = None  # unknown until it answers again
         self.state.error = self._backoff.last_error
 
     async def watch(self, clock: PrimaryClock) -> None:
@@ -187,7 +188,8 @@ class Replica:
         state.lag = clock.lag(replayed) if in_recovery and replayed is not None else None
         state.error = None if in_recovery else "not in recovery (a primary?)"
         self._backoff.succeeded()
-        lagging = state.lag is None or state.lag > self._max_lag
+        # Unknown (no sample of the primary yet) is not logged as behind.
+        lagging = state.lag is not None and state.lag > self._max_lag
         if in_recovery and lagging != self._lagging:
             self._lagging = lagging
             if lagging:
