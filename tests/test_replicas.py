@@ -29,7 +29,9 @@ import httpx
 import pytest
 
 from app.db.replicas import PrimaryClock
+from app.db.routing import replica_lost
 from app.db.url import to_libpq
+from app.lib.errors import DatabaseUnavailable
 from prisma_compat import cuid
 from tests.chat.conftest import answering, text_of
 from tests.chat.test_answers_across_processes import Server, serving
@@ -283,8 +285,6 @@ async def test_a_stopped_replica_sends_reads_to_the_primary_without_errors(
                         *(client.get(f"{server.url}{path}") for path in paths * 3)
                     )
                     statuses.extend(answer.status_code for answer in answers)
-                    for answer in answers:
-                        assert answer.status_code == 200, answer.text
 
             on_replica = await _routed(client, server.url, "replica")
             reading = asyncio.create_task(read_for(4))
@@ -301,7 +301,8 @@ async def test_a_stopped_replica_sends_reads_to_the_primary_without_errors(
             assert await _routed(client, server.url, "primary") == on_primary  # the replica's
             assert await _routed(client, server.url, "replica") > on_replica + 1
     [output] = _outputs([server])
-    print(f"\nreplica stopped: {len(statuses)} reads, all 200; health down: {down}; back: {back}")
+    print(f"\nreplica stopped: {len(statuses)} reads; health down: {down}; back: {back}")
+    assert set(statuses) == {200}, output
     assert down["error"]
     assert "Traceback" not in output, output
     # Logged once per change of state, not once per failed try or read.
@@ -407,3 +408,20 @@ def test_lag_is_how_long_ago_the_primary_first_had_wal_the_replica_has_not_repla
     clock.add(400, at=12)  # samples older than 10 s are dropped: (0, 100) and (1, 100)
     assert clock.lag(100, now=14) == 12
     assert clock.lag(50, now=14) == 12  # at least as long ago as the oldest sample kept
+
+
+def test_a_read_is_tried_again_on_the_primary_only_when_the_replica_failed() -> None:
+    lost = [
+        asyncpg.exceptions.InternalClientError("cannot switch to state 12"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        asyncpg.exceptions.SerializationError("canceling statement: conflict with recovery"),
+        DatabaseUnavailable("cannot connect to the database"),
+        ConnectionResetError(),
+    ]
+    kept = [
+        asyncpg.exceptions.PostgresSyntaxError("syntax error"),
+        asyncpg.exceptions.QueryCanceledError("statement timeout"),
+        ValueError("a bug"),
+    ]
+    assert [replica_lost(exc) for exc in lost] == [True] * len(lost)
+    assert [replica_lost(exc) for exc in kept] == [False] * len(kept)

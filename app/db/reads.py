@@ -31,6 +31,9 @@ CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    # A connection whose server went away mid-operation can be left in a state asyncpg
+    # refuses to go on from ("cannot switch to state 12; another operation is in progress").
+    asyncpg.exceptions.InternalClientError,
 )
 CLOSE_SECONDS = 5.0
 

@@ -69,11 +69,16 @@ class ReplicaReads:
 
 
 def replica_lost(exc: BaseException) -> bool:
-    """`exc` says the server (not the query) failed."""
+    """`exc` says the server (not the query) failed. A statement that ran past its time
+    bound (57014, an "operator intervention" to asyncpg) is the query's: not run again."""
+    driver_error = getattr(exc.orig, "__cause__", None) if isinstance(exc, DBAPIError) else exc
+    if isinstance(driver_error, asyncpg.QueryCanceledError):
+        return False
     if isinstance(exc, (DatabaseUnavailable, *CONNECTION_ERRORS)):
         return True
     if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
+        # SQLAlchemy's asyncpg adapter keeps the driver's own error as the cause.
+        if exc.connection_invalidated or isinstance(driver_error, CONNECTION_ERRORS):
             return True
         state = str(getattr(exc.orig, "sqlstate", None) or "")
     elif isinstance(exc, asyncpg.PostgresError):
