@@ -29,6 +29,7 @@ from app.chat.flow import ChatFlow
 from app.chat.live import LiveAnswers
 from app.chat.trash import TrashPurger
 from app.db.engine import Database
+from app.db.routing import provide_reads
 from app.db.session import close_request_session, provide_db_session
 from app.files.controllers import FileController
 from app.health import health
@@ -156,6 +157,7 @@ def create_app(
             "db_session": Provide(provide_db_session),
             "identity": Provide(current_identity, sync_to_thread=False),
             "maybe_identity": Provide(optional_identity, sync_to_thread=False),
+            "reads": Provide(provide_reads, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         before_send=[
@@ -167,6 +169,7 @@ def create_app(
         cors_config=cors_config(settings),
         on_startup=[
             *([database.reads.start] if database.reads is not None else []),
+            *([database.replicas.start] if database.replicas is not None else []),
             answers.start,
             purger.start,
             folder.start,
@@ -180,6 +183,7 @@ def create_app(
             answers.aclose,
             router.aclose,
             *([redis.aclose] if redis is not None else []),
+            *([database.replicas.close] if database.replicas is not None else []),
             *([database.reads.close] if database.reads is not None else []),
             # A connection-bound database belongs to the test that made it.
             *([] if database.one_connection else [database.engine.dispose]),

@@ -55,10 +55,23 @@ class RelayCheck(CamelStruct, omit_defaults=True):
     error: str | None = None
 
 
+class ReplicaCheck(CamelStruct, omit_defaults=True):
+    """One of DATABASE_REPLICA_URLS, as this process's last poll of it saw it. `ok`: reads
+    may go there (up, in recovery, no more than DB_REPLICA_MAX_LAG behind); otherwise they
+    go to the primary, and the service stays healthy."""
+
+    name: str
+    ok: bool
+    # How long ago the primary first had WAL this replica has not replayed (None: unknown).
+    lag_seconds: float | None = None
+    error: str | None = None
+
+
 class Checks(CamelStruct, omit_defaults=True):
     database: DatabaseCheck
     providers: dict[str, ProviderCheck]
     relay: RelayCheck | None = None
+    replicas: list[ReplicaCheck] | None = None
 
 
 class Health(CamelStruct):
@@ -104,6 +117,26 @@ def relay_check(answers: LiveAnswers | None) -> RelayCheck | None:
     )
 
 
+def replica_checks(database: Database) -> list[ReplicaCheck] | None:
+    """From the watchers' last polls; health itself asks no replica."""
+    if database.replicas is None:
+        return None
+    checks = []
+    for name, usable, lag in database.replicas.replica_states():
+        error = database.replicas.error_of(name)
+        if error is None and not usable:
+            error = "behind by more than DB_REPLICA_MAX_LAG" if lag is not None else "no lag yet"
+        checks.append(
+            ReplicaCheck(
+                name=name,
+                ok=usable,
+                lag_seconds=None if lag is None else round(lag, 3),
+                error=None if usable else error,
+            )
+        )
+    return checks
+
+
 def provider_checks(router: ModelRouter) -> dict[str, ProviderCheck]:
     """From what recent calls showed; health never calls a (paid) model API itself."""
     return {
@@ -147,7 +180,12 @@ async def health(state: State) -> Response[Health]:
         status = "unhealthy"
     report = Health(
         status=status,
-        checks=Checks(database=database_check, providers=provider_checks(router), relay=relay),
+        checks=Checks(
+            database=database_check,
+            providers=provider_checks(router),
+            relay=relay,
+            replicas=replica_checks(state.database),
+        ),
         version=__version__,
         timestamp=datetime.now(UTC),
     )

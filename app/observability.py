@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from app.chat.admission import ReleaseTurns
 from app.lib.deps import AppSettings
-from app.lib.metrics import POOLS
+from app.lib.metrics import POOLS, REPLICAS
 from app.lib.problems import problem
 from app.lib.request_id import RequestIdMiddleware
 
@@ -66,5 +66,10 @@ def observed(app: Litestar) -> Litestar:
     """Request ids around everything (the outermost handler, as Litestar wraps CORS), and the
     app's connection pool in the metrics."""
     app.asgi_handler = RequestIdMiddleware(ReleaseTurns(app.asgi_handler, app.state.chat_admission))
-    POOLS.watch(app.state.database.engine, app.state.database.reads)
+    database = app.state.database
+    POOLS.watch(database.engine, database.reads)
+    if database.replicas is not None:
+        REPLICAS.watch(database.replicas)
+        for replica in database.replicas.replicas:
+            POOLS.watch(replica.database.engine, replica.database.reads)
     return app

@@ -42,6 +42,17 @@ class Settings(BaseSettings):
     db_pooler: Literal["session", "transaction"] | None = Field(
         default=None, validation_alias="DB_POOLER"
     )
+    # Streaming replicas (comma separated) for lists, pages, search, stats and exports; each
+    # entry follows its own `?pgbouncer=true` (app/db/replicas.py).
+    database_replica_urls: str | None = Field(
+        default=None, validation_alias="DATABASE_REPLICA_URLS"
+    )
+    # A replica further behind than this (seconds) is skipped until it catches up.
+    db_replica_max_lag: float = Field(
+        default=5.0, gt=0, le=3600, validation_alias="DB_REPLICA_MAX_LAG"
+    )
+    # How often each process reads the replicas' replayed WAL position (and the primary's).
+    db_replica_poll: float = Field(default=0.2, ge=0.02, le=10, validation_alias="DB_REPLICA_POLL")
     data_dir: Path = Field(default=Path(".data"), validation_alias="DATA_DIR")
     auth_secret: str | None = Field(default=None, validation_alias="AUTH_SECRET")
     auth_url: str = Field(default="http://127.0.0.1:8000", validation_alias="AUTH_URL")
@@ -221,6 +232,7 @@ class Settings(BaseSettings):
     @field_validator(
         "database_url",
         "database_direct_url",
+        "database_replica_urls",
         "db_pooler",
         "auth_secret",
         "auth_google_id",
@@ -341,6 +353,12 @@ class Settings(BaseSettings):
         if self.database_direct_url:
             return self.database_direct_url
         return None if self.transaction_pooled else self.database_url
+
+    @property
+    def replica_urls(self) -> tuple[str, ...]:
+        """DATABASE_REPLICA_URLS as a list (empty entries ignored)."""
+        raw = self.database_replica_urls or ""
+        return tuple(url.strip() for url in raw.split(",") if url.strip())
 
     def migrations_url(self, url: str) -> str:
         """Where migrations run: the direct URL when set, else `url` (DATABASE_URL's)."""

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.guard import CurrentIdentity
 from app.chat import schemas
@@ -20,6 +21,7 @@ from app.chat.flow import ChatFlow, Exchange
 from app.chat.services import ConversationService, MessageService, message_schema
 from app.chat.streams import event_stream, ui_message_stream, ui_question
 from app.db.models import Conversation
+from app.db.routing import Reads
 from app.lib.cursors import decode_keyset, decode_listed
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import InvalidInput
@@ -194,7 +196,7 @@ class ConversationController(Controller):
     @get("/", responses=problems(404, s404="No such tag (or not yours)"))
     async def list_conversations(
         self,
-        db_session: DbSession,
+        reads: Reads,
         identity: CurrentIdentity,
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
@@ -204,8 +206,12 @@ class ConversationController(Controller):
         """Pinned first, then newest activity first; pass `nextCursor` back as `cursor` for
         the next page. `archived=true`: the archived ones (only them); `tag`: only those
         with that tag (a tag id: another user's is a 404)."""
-        service = ConversationService(db_session, identity.user_id)
-        return await service.list_for_user(limit, decode_listed(cursor), archived, tag)
+        after = decode_listed(cursor)
+        return await reads.run(
+            lambda db: ConversationService(db, identity.user_id).list_for_user(
+                limit, after, archived, tag
+            )
+        )
 
     @post("/", status_code=201)
     async def create_conversation(
@@ -229,15 +235,19 @@ class ConversationController(Controller):
     @get("/{conversation_id:str}")
     async def get_conversation(
         self,
-        db_session: DbSession,
+        reads: Reads,
         identity: CurrentIdentity,
         conversation_id: FromPath[str],
         limit: FromQuery[int | None] = None,
     ) -> schemas.ConversationDetail:
         """The conversation with its latest page of messages."""
-        row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
-        page = await MessageService(db_session, identity.user_id).page(row.id, None, limit)
-        return _detail(row, page, await tags_of(db_session, identity.user_id, [row.id]))
+
+        async def read(db: AsyncSession) -> schemas.ConversationDetail:
+            row = await ConversationService(db, identity.user_id).get_owned(conversation_id)
+            page = await MessageService(db, identity.user_id).page(row.id, None, limit)
+            return _detail(row, page, await tags_of(db, identity.user_id, [row.id]))
+
+        return await reads.run(read)
 
     @patch("/{conversation_id:str}")
     async def rename_conversation(
@@ -286,15 +296,17 @@ class ConversationController(Controller):
     @get("/trash")
     async def list_trash(
         self,
-        db_session: DbSession,
+        reads: Reads,
         identity: CurrentIdentity,
         limit: FromQuery[int | None] = None,
         cursor: FromQuery[str | None] = None,
     ) -> schemas.TrashPage:
         """Deleted conversations, newest deletion first, until restored or purged (after
         `TRASH_RETENTION_DAYS`); pass `nextCursor` back as `cursor` for the next page."""
-        service = ConversationService(db_session, identity.user_id)
-        return await service.trash(limit, decode_keyset(cursor))
+        after = decode_keyset(cursor)
+        return await reads.run(
+            lambda db: ConversationService(db, identity.user_id).trash(limit, after)
+        )
 
     @delete("/{conversation_id:str}", status_code=204)
     async def delete_conversation(
@@ -320,7 +332,7 @@ class ConversationController(Controller):
     @get("/{conversation_id:str}/messages")
     async def list_messages(
         self,
-        db_session: DbSession,
+        reads: Reads,
         identity: CurrentIdentity,
         conversation_id: FromPath[str],
         before: FromQuery[str | None] = None,
@@ -328,8 +340,11 @@ class ConversationController(Controller):
         include_versions: Annotated[bool, QueryParameter(name="includeVersions")] = False,
     ) -> schemas.MessagePage:
         """A page of messages in chronological order; `before` = `nextCursor` for older ones."""
-        return await MessageService(db_session, identity.user_id).page(
-            conversation_id, decode_keyset(before, "before"), limit, include_versions
+        after = decode_keyset(before, "before")
+        return await reads.run(
+            lambda db: MessageService(db, identity.user_id).page(
+                conversation_id, after, limit, include_versions
+            )
         )
 
     @post(
@@ -454,21 +469,28 @@ class ConversationController(Controller):
     )
     async def export_conversation(
         self,
-        db_session: DbSession,
+        reads: Reads,
         identity: CurrentIdentity,
         conversation_id: FromPath[str],
         format: Format = "json",
     ) -> Response[Any]:
         """The whole conversation: as JSON every message, every branch (each with `parentId`,
         and the conversation's `currentLeafId`); as Markdown the branch shown."""
-        row = await ConversationService(db_session, identity.user_id).get_owned(conversation_id)
-        service = MessageService(db_session, identity.user_id)
-        messages = [message_schema(m) for m in await service.all_in(row.id)]
-        await service.add_files(messages)
+
+        async def read(
+            db: AsyncSession,
+        ) -> tuple[Conversation, list[schemas.Message], dict[str, list[TagRef]], set[str] | None]:
+            row = await ConversationService(db, identity.user_id).get_owned(conversation_id)
+            service = MessageService(db, identity.user_id)
+            messages = [message_schema(m) for m in await service.all_in(row.id)]
+            await service.add_files(messages)
+            shown = await BranchService(db, identity.user_id).shown_ids(row.id)
+            return row, messages, await tags_of(db, identity.user_id, [row.id]), shown
+
+        row, messages, tags, shown = await reads.run(read)
         filename = f"conversation-{row.id}"
         if format == "markdown":
             lines = [f"# {row.title or 'Conversation'}", ""]
-            shown = await BranchService(db_session, identity.user_id).shown_ids(row.id)
             for m in messages:
                 if m.id not in shown if shown is not None else m.superseded_at is not None:
                     continue
@@ -488,7 +510,7 @@ class ConversationController(Controller):
             updated_at=as_utc(row.updated_at),
             messages=messages,
             current_leaf_id=row.current_leaf_id,
-            **_labels(row, await tags_of(db_session, identity.user_id, [row.id])),
+            **_labels(row, tags),
         )
         return Response(
             body, headers={"Content-Disposition": f'attachment; filename="{filename}.json"'}

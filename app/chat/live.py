@@ -681,7 +681,18 @@ class LiveAnswers:
         async with self.database.session_maker() as db:  # one statement, one round trip
             status: str | None = await db.scalar(FINAL_WRITE, params)
             await db.commit()
+        # Before the stream ends: the asker's next list or page, on any process, has the
+        # answer, even when it reads on a replica (app/db/replicas.py).
+        await self._record_write(question.user_id)
         return status
+
+    async def _record_write(self, user_id: str) -> None:
+        """The answer is stored whatever happens here: a primary that went away just now
+        costs only the routing of this user's next reads (logged)."""
+        try:
+            await self.database.record_write(user_id)
+        except Exception as exc:
+            logger.warning("could not record the write position of an answer: %r", exc)
 
     # Stopping and following answers of any process.
 

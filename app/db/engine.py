@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,9 @@ from app.db.pooler import (
     transaction_pooled,
 )
 from app.db.reads import ReadPool
+from app.db.replicas import Replicas
 from app.db.url import search_path_of, to_async_url
+from app.db.writes import TrackedSession
 from app.lib.errors import ConfigurationError, DatabaseUnavailable
 from app.settings import Settings
 
@@ -40,6 +43,8 @@ class Database:
     # The hot reads' own pool (app/db/reads.py); None when every read must see one
     # connection's transaction (tests).
     reads: ReadPool | None = None
+    # DATABASE_REPLICA_URLS (app/db/replicas.py); None without replicas.
+    replicas: Replicas | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -47,10 +52,31 @@ class Database:
             raise ConfigurationError(
                 "no DATABASE_URL: start the embedded server first (chatwithme serve does)"
             )
-        return cls.from_url(settings.database_url, settings)
+        urls = settings.replica_urls
+        primary = cls.from_url(settings.database_url, settings, track_writes=bool(urls))
+        if not urls:
+            return primary
+        assert primary.reads is not None
+        replicas = Replicas.build(
+            urls,
+            primary.reads,
+            lambda url: cls.from_url(url, settings, name="DATABASE_REPLICA_URLS entry"),
+            poll=settings.db_replica_poll,
+            max_lag=settings.db_replica_max_lag,
+        )
+        return dataclasses.replace(primary, replicas=replicas)
 
     @classmethod
-    def from_url(cls, raw_url: str, settings: Settings) -> Database:
+    def from_url(
+        cls,
+        raw_url: str,
+        settings: Settings,
+        *,
+        track_writes: bool = False,
+        name: str = "DATABASE_URL",
+    ) -> Database:
+        """An engine and read pool on `raw_url`; `track_writes`: its sessions note the writes
+        they commit (for read-your-writes with replicas, app/db/writes.py)."""
         # Every statement's time bound (search lowers it for its own), and `?schema=`: set for
         # the session when the connection opens, or, through a transaction pooler, at the
         # start of every transaction (app/db/pooler.py).
@@ -64,7 +90,7 @@ class Database:
         if not pooled:
             server_settings |= session_settings
         engine = create_async_engine(
-            to_async_url(raw_url),
+            to_async_url(raw_url, name),
             pool_size=settings.db_pool_size,
             max_overflow=0,
             pool_timeout=settings.db_pool_timeout,
@@ -96,8 +122,17 @@ class Database:
             read_connect_kwargs, settings.db_read_pool_size, settings.db_pool_timeout, begin
         )
         # Sessions carry the read pool for CompiledQuery.fetch.
-        session_maker = async_sessionmaker(engine, expire_on_commit=False, info={"reads": reads})
+        options: dict[str, Any] = {"sync_session_class": TrackedSession} if track_writes else {}
+        session_maker = async_sessionmaker(
+            engine, expire_on_commit=False, info={"reads": reads}, **options
+        )
         return cls(engine, session_maker, reads=reads)
+
+    async def record_write(self, user_id: str) -> None:
+        """After a commit that wrote for `user_id`: with replicas, their next reads (on any
+        process) wait for a replica that has replayed it; without, nothing to do."""
+        if self.replicas is not None:
+            await self.replicas.record(user_id)
 
     def pool_saturated(self) -> bool:
         """Every pooled connection is checked out: a new request waits for one to come back."""

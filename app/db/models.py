@@ -590,6 +590,20 @@ class ImportedConversation(Base):
     )
 
 
+class WritePosition(Base):
+    """A user's last write position on the primary (revision 0017, UNLOGGED): their reads go
+    to a replica only once it has replayed this far (app/db/replicas.py)."""
+
+    __tablename__ = "write_positions"
+
+    user_id: Mapped[str] = mapped_column("userId", Text, primary_key=True)
+    # The primary's WAL position after the write's commit, as a byte offset (pg_lsn - '0/0').
+    lsn: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(
+        "updatedAt", Timestamp, server_default=NOW, default=utc_now
+    )
+
+
 def _cascade_fk(column: str, table: str) -> ForeignKey:
     """A foreign key to `column` ("files.id") that follows deletes, named as Prisma names it."""
     local = {"files.id": "fileId", "messages.id": "messageId"}[column]

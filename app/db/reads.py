@@ -31,6 +31,9 @@ CONNECTION_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    # A connection whose server went away mid-operation can be left in a state asyncpg
+    # refuses to go on from ("cannot switch to state 12; another operation is in progress").
+    asyncpg.exceptions.InternalClientError,
 )
 CLOSE_SECONDS = 5.0
 
@@ -53,6 +56,10 @@ class ReadPool:
         self._timeout = timeout
         self._pool: asyncpg.Pool | None = None
         self._turns: asyncio.Semaphore | None = None
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """What `asyncpg.connect` needs to reach the same server, as this pool does."""
+        return self._connect_kwargs()
 
     @property
     def started(self) -> bool:

@@ -20,6 +20,7 @@ from litestar.types import Message, Scope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.engine import Database
+from app.db.writes import take_committed_write
 
 _KEY = "db_session"
 logger = logging.getLogger(__name__)
@@ -44,6 +45,14 @@ async def provide_db_session(
     yield session
     if not _idle(session):
         await session.commit()
+    database: Database = request.app.state.database
+    if database.replicas is not None and take_committed_write(session):
+        # Before the response: the writer's next read, on any process, waits for a replica
+        # that has this write (app/db/replicas.py).
+        identity = request.scope.get("auth")
+        user_id = getattr(identity, "user_id", None)
+        if isinstance(user_id, str):
+            await database.record_write(user_id)
 
 
 def _idle(session: AsyncSession) -> bool:

@@ -18,20 +18,21 @@ _ASYNCPG_OPTIONS = {"host", "port", "user", "password", "passfile", "database", 
                     "direct_tls", "target_session_attrs", "krbsrvname", "gsslib"}  # fmt: skip
 
 
-def to_async_url(raw: str) -> URL:
-    """Parse `postgres://`, `postgresql://` or `postgresql+asyncpg://` URLs for asyncpg."""
+def to_async_url(raw: str, name: str = "DATABASE_URL") -> URL:
+    """Parse `postgres://`, `postgresql://` or `postgresql+asyncpg://` URLs for asyncpg;
+    `name` is the setting errors name."""
     try:
         url = make_url(raw.strip())
     except ArgumentError:
         raise ConfigurationError(
-            "DATABASE_URL is not a valid URL (expected postgresql://user:password@host:5432/db)"
+            f"{name} is not a valid URL (expected postgresql://user:password@host:5432/db)"
         ) from None
     if url.drivername not in _SCHEMES:
         raise ConfigurationError(
-            f"DATABASE_URL must be a PostgreSQL URL (postgresql://...), not {url.drivername}://"
+            f"{name} must be a PostgreSQL URL (postgresql://...), not {url.drivername}://"
         )
     if not url.database:
-        raise ConfigurationError("DATABASE_URL names no database (postgresql://host/DATABASE)")
+        raise ConfigurationError(f"{name} names no database (postgresql://host/DATABASE)")
     query = {k: v for k, v in url.query.items() if k not in _PRISMA_ONLY}
     if "sslmode" in query:
         # asyncpg takes libpq's sslmode values under the name "ssl".
@@ -39,7 +40,7 @@ def to_async_url(raw: str) -> URL:
     unknown = sorted(set(query) - _ASYNCPG_OPTIONS)
     if unknown:
         raise ConfigurationError(
-            f"DATABASE_URL option {', '.join(unknown)} is not supported (asyncpg takes sslmode, "
+            f"{name} option {', '.join(unknown)} is not supported (asyncpg takes sslmode, "
             "host, port, user, password, passfile, target_session_attrs; PGSSLROOTCERT in the "
             "environment names a CA file; channel_binding: remove it, sslmode still applies)"
         )

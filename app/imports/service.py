@@ -114,6 +114,9 @@ async def run_import(
                     last = time.monotonic()
         finally:
             reader.close()
+        # Before the row says `done`: a client that saw it then reads what was imported,
+        # wherever the read runs (read replicas, app/db/replicas.py).
+        await database.record_write(user_id)
     except ImportRefused as exc:
         await _progress(database, import_id, tally, status="failed", error=str(exc))
         return tally

@@ -46,6 +46,13 @@ BACKGROUND_CRASHES = Counter(
     ["task"],
 )
 
+ROUTED_READS = Counter(
+    "chatwithme_db_routed_reads",
+    "Reads that could go to a read replica (lists, pages, search, stats, exports), by where "
+    "they ran: replica or primary",
+    ["target"],
+)
+
 
 def record_generation(
     *, model: str, provider: str | None, status: str, ttft_ms: float | None
@@ -162,3 +169,38 @@ class RelayCollector(Collector):
 
 RELAYS = RelayCollector()
 REGISTRY.register(RELAYS)
+
+
+class ReplicaCollector(Collector):
+    """Reads the read replicas' last polled state at scrape time. Each watched object has
+    `replica_states()`: (name, usable, lag seconds or None) per replica."""
+
+    def __init__(self) -> None:
+        self._sets: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def watch(self, replicas: Any) -> None:
+        with self._lock:
+            self._sets.add(replicas)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            states = [state for s in self._sets for state in s.replica_states()]
+        up = GaugeMetricFamily(
+            "chatwithme_db_replica_up",
+            "1 while the read replica takes reads (up, in recovery, within DB_REPLICA_MAX_LAG)",
+            labels=["replica"],
+        )
+        lag = GaugeMetricFamily(
+            "chatwithme_db_replica_lag_seconds",
+            "How long ago the primary first had WAL the replica has not replayed (-1: unknown)",
+            labels=["replica"],
+        )
+        for name, usable, seconds in states:
+            up.add_metric([name], 1 if usable else 0)
+            lag.add_metric([name], -1 if seconds is None else seconds)
+        yield from (up, lag)
+
+
+REPLICAS = ReplicaCollector()
+REGISTRY.register(REPLICAS)

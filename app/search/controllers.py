@@ -8,8 +8,9 @@ from litestar import Request, get
 from litestar.params import FromQuery, QueryParameter
 
 from app.auth.guard import CurrentIdentity
+from app.db.routing import Reads
 from app.lib.cursors import decode_ranked
-from app.lib.deps import AppSettings, DbSession
+from app.lib.deps import AppSettings
 from app.lib.disconnect import unless_disconnected
 from app.lib.openapi import problems
 from app.lib.rate_limit import RateLimiter
@@ -29,7 +30,7 @@ from app.search.services import SearchService, validate
 )
 async def search_conversations(
     request: Request[Any, Any, Any],
-    db_session: DbSession,
+    reads: Reads,
     settings: AppSettings,
     identity: CurrentIdentity,
     q: FromQuery[str | None] = None,
@@ -48,5 +49,8 @@ async def search_conversations(
     await limiter.hit(identity.user_id, "searches")
     query, filters = validate(q, role, model, since, until)
     after = decode_ranked(cursor)
-    service = SearchService(db_session, identity.user_id, settings.search_statement_timeout)
-    return await unless_disconnected(request, service.search(query, filters, limit, after))
+    timeout = settings.search_statement_timeout
+    search = reads.run(
+        lambda db: SearchService(db, identity.user_id, timeout).search(query, filters, limit, after)
+    )
+    return await unless_disconnected(request, search)

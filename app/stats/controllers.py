@@ -6,17 +6,17 @@ from litestar import get
 from litestar.params import FromQuery
 
 from app.auth.guard import CurrentIdentity
-from app.lib.deps import DbSession
+from app.db.routing import Reads
 from app.stats.services import Stats, user_stats, validate
 
 
 @get("/api/users/me/stats", tags=["users"])
 async def my_stats(
-    db_session: DbSession,
+    reads: Reads,
     identity: CurrentIdentity,
     days: FromQuery[int | None] = None,
     tz: FromQuery[str | None] = None,
 ) -> Stats:
     """Your counts, tokens, models and daily activity; dates in `tz` (IANA, default UTC)."""
     window, zone = validate(days, tz)
-    return await user_stats(db_session, identity.user_id, window, zone)
+    return await reads.run(lambda db: user_stats(db, identity.user_id, window, zone))

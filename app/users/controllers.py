@@ -15,7 +15,7 @@ from app.auth.cookies import CookieNames
 from app.auth.guard import CurrentIdentity
 from app.chat.quotas import QuotaService
 from app.chat.schemas import UsageReport
-from app.db.engine import Database
+from app.db.routing import Reads
 from app.lib.deps import AppSettings, DbSession
 from app.lib.openapi import problems, success
 from app.llm.router import ModelRouter
@@ -85,14 +85,16 @@ class UserController(Controller):
             **problems(429, s429="Another export of yours is still running"),
         },
     )
-    async def export(self, request: Request[Any, Any, Any], identity: CurrentIdentity) -> Stream:
+    async def export(
+        self, request: Request[Any, Any, Any], reads: Reads, identity: CurrentIdentity
+    ) -> Stream:
         """Everything of yours in one JSON download (no tokens), written as it is read; one
         export per user at a time (EXPORT_CONCURRENCY, per process)."""
+        session_maker = await reads.session_maker()  # a replica's, when one has your writes
         slots: ExportSlots = request.app.state.export_slots
         release = slots.claim(identity.user_id)
-        database: Database = request.app.state.database
         return Stream(
-            export_chunks(database.session_maker, identity.user_id, release),
+            export_chunks(session_maker, identity.user_id, release),
             media_type=MediaType.JSON,
             headers={"Content-Disposition": 'attachment; filename="chatwithme-export.json"'},
         )

@@ -19,7 +19,7 @@ an answer's parent is its question (`replyToId`), so earlier versions become sib
 current one. Each conversation's leaf is its last message that is not a replaced version.
 
 Revision ID: 0018_message_tree
-Revises: 0016_imports
+Revises: 0017_replicas
 Create Date: 2026-12-02
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0018_message_tree"
-down_revision: str | None = "0016_imports"
+down_revision: str | None = "0017_replicas"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
