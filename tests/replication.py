@@ -34,7 +34,8 @@ def _major_of(bindir: Path) -> int | None:
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
-    found = re.search(r"(\d+)(?:\.\d+)?", out.split(")")[-1])
+    # "postgres (PostgreSQL) 18.1", "postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
+    found = re.search(r"\(PostgreSQL\)\s+(\d+)", out)
     return int(found.group(1)) if found else None
 
 

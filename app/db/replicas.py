@@ -52,7 +52,20 @@ logger = logging.getLogger(__name__)
 # not its insert position: at a page boundary the insert position counts the next page's header,
 # which no replica replays until more WAL comes, so an idle replica would never catch up with it.
 PRIMARY_POSITION = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"
-REPLICA_POSITION = "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
+REPLICA_POSITION = """
+SELECT pg_is_in_recovery(),
+       (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint,
+       (pg_last_wal_receive_lsn() - '0/0'::pg_lsn)::bigint,
+       CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() ELSE false END
+"""
+# A WAL record that runs past the last page the primary wrote cannot be replayed until the rest
+# comes, and the primary writes that rest only when something flushes (a commit): an idle
+# replica then has received all the primary wrote and replayed up to that record's start. Seen
+# on PostgreSQL 15: write 0/3006000, received 0/3006000, replayed 0/3005E70, for as long as
+# nothing was committed. For lag, a gap of less than a page between received and replayed,
+# with replay running, counts as replayed (reads of one's own writes still compare the true
+# replayed position).
+WAL_PAGE_BYTES = 8192
 USER_POSITION = 'SELECT lsn FROM write_positions WHERE "userId" = $1'
 # After a commit, the write position is past its commit record: a commit writes and flushes
 # its WAL before it returns, unless synchronous_commit is off; then the insert position (which
@@ -167,8 +180,17 @@ class Replica:
         try:
             while True:
                 async with asyncio.timeout(POLL_DEADLINE):
-                    in_recovery, replayed = await connection.fetchrow(REPLICA_POSITION)
-                self._observe(bool(in_recovery), replayed, clock)
+                    in_recovery, replayed, received, paused = await connection.fetchrow(
+                        REPLICA_POSITION
+                    )
+                waiting = (
+                    not paused
+                    and replayed is not None
+                    and received is not None
+                    and 0 < received - replayed < WAL_PAGE_BYTES
+                )
+                reached = received if waiting else replayed  # at most a record waiting
+                self._observe(bool(in_recovery), replayed, clock, reached)
                 await asyncio.sleep(self._poll)
         finally:
             with contextlib.suppress(Exception):
@@ -176,7 +198,16 @@ class Replica:
             if not connection.is_closed():
                 connection.terminate()
 
-    def _observe(self, in_recovery: bool, replayed: int | None, clock: PrimaryClock) -> None:
+    def _observe(
+        self,
+        in_recovery: bool,
+        replayed: int | None,
+        clock: PrimaryClock,
+        reached: int | None = None,
+    ) -> None:
+        """One poll's answer: `replayed` is what reads of one's own writes compare with,
+        `reached` (default: `replayed`) what the lag is measured from."""
+        reached = replayed if reached is None else reached
         state = self.state
         if not in_recovery and state.in_recovery is not False:
             logger.warning(
@@ -185,7 +216,7 @@ class Replica:
             )  # fmt: skip
         state.up, state.in_recovery, state.polled_at = True, in_recovery, time.monotonic()
         state.replayed = replayed if in_recovery else None
-        state.lag = clock.lag(replayed) if in_recovery and replayed is not None else None
+        state.lag = clock.lag(reached) if in_recovery and reached is not None else None
         state.error = None if in_recovery else "not in recovery (a primary?)"
         self._backoff.succeeded()
         # Unknown (no sample of the primary yet) is not logged as behind.
