@@ -6,6 +6,7 @@ SECURITY.md items 12 and 21 (sign-in part).
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -350,10 +351,21 @@ async def test_production_without_smtp_has_no_email_sign_in(
 
 
 async def test_development_without_smtp_writes_the_email_to_the_outbox_not_the_log(
-    settings: Settings, connection: AsyncConnection, capfd: pytest.CaptureFixture[str]
+    settings: Settings, connection: AsyncConnection
 ) -> None:
+    # The records themselves, not stderr: Litestar sets up its logging (a queue and a thread
+    # writing to the sys.stderr of the time) once a process, and under xdist that stream could
+    # be an earlier test's capture, closed since ("I/O operation on closed file"). The handler
+    # goes on the root once the app has set its logging up (that replaces the root's handlers).
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
     async with http_client(create_app(settings, database=Database.bound_to(connection))) as c:
-        assert (await _ask_for_link(c, "ada@example.com")).status_code == 200
+        logging.getLogger().addHandler(handler)
+        try:
+            assert (await _ask_for_link(c, "ada@example.com")).status_code == 200
+        finally:
+            logging.getLogger().removeHandler(handler)
     [written] = (settings.data_dir / "outbox").glob("*.eml")
     assert written.stat().st_mode & 0o077 == 0
     body = message_from_bytes(written.read_bytes()).get_payload(decode=True)
@@ -362,6 +374,6 @@ async def test_development_without_smtp_writes_the_email_to_the_outbox_not_the_l
     assert found is not None
     token = re.search(r"token=([0-9a-f]+)", found.group(1))
     assert token is not None
-    logged = capfd.readouterr().err
+    logged = "\n".join(record.getMessage() for record in records)
     assert str(written) in logged
     assert token.group(1) not in logged
