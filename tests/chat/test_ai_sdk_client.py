@@ -34,11 +34,13 @@ def ai_sdk(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return npm_install(PACKAGES, cache_folder(request, tmp_path_factory, "ai-sdk"))
 
 
-def _run_client(folder: Path, major: int, url: str, token: str, chat_id: str) -> dict[str, Any]:
-    script = folder / "client.mjs"
-    script.write_bytes((PACKAGES / "client.mjs").read_bytes())
+def _run(folder: Path, name: str, *arguments: object) -> dict[str, Any]:
+    """Run one of the `ai` client scripts (tests/chat/aisdk/NAME) under Node; its last line
+    of output, as JSON."""
+    script = folder / name
+    script.write_bytes((PACKAGES / name).read_bytes())
     done = subprocess.run(
-        ["node", str(script), str(major), url, token, chat_id],
+        ["node", str(script), *map(str, arguments)],
         cwd=folder, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -52,7 +54,7 @@ async def test_the_ai_sdk_client_sends_resumes_and_reads_the_stored_answer(
     groq_fake.next(Scenario(chunks=ANSWER, gap=0.05))
     async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
         chat_id = f"aiSdkClient{major}xx"
-        seen = await asyncio.to_thread(_run_client, ai_sdk, major, url, token, chat_id)
+        seen = await asyncio.to_thread(_run, ai_sdk, "client.mjs", major, url, token, chat_id)
         async with database.engine.connect() as conn:
             stored = (
                 await conn.execute(
@@ -76,17 +78,6 @@ async def test_the_ai_sdk_client_sends_resumes_and_reads_the_stored_answer(
     assert seen["afterIsNull"] is True
 
 
-def _run_thinking(folder: Path, major: int, url: str, token: str, chat_id: str) -> dict[str, Any]:
-    script = folder / "thinking.mjs"
-    script.write_bytes((PACKAGES / "thinking.mjs").read_bytes())
-    done = subprocess.run(
-        ["node", str(script), str(major), url, token, chat_id, "groq/openai/gpt-oss-120b"],
-        cwd=folder, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 @pytest.mark.parametrize("major", [5, 6, 7])
 async def test_the_ai_sdk_client_reads_reasoning_parts_and_the_chat_title(
     major: int, ai_sdk: Path, settings: Settings, database_url: str, groq_fake: FakeLLM
@@ -100,7 +91,9 @@ async def test_the_ai_sdk_client_reads_reasoning_parts_and_the_chat_title(
     app_settings = chat_settings(settings, groq_fake, title_model=None)
     async with live_app(app_settings, database_url) as (url, token, database):
         chat_id = f"aiSdkThinking{major}x"
-        seen = await asyncio.to_thread(_run_thinking, ai_sdk, major, url, token, chat_id)
+        seen = await asyncio.to_thread(
+            _run, ai_sdk, "thinking.mjs", major, url, token, chat_id, "groq/openai/gpt-oss-120b"
+        )
         await database.engine.dispose()
     assert seen["errors"] == []
     types = seen["types"]
@@ -110,34 +103,6 @@ async def test_the_ai_sdk_client_reads_reasoning_parts_and_the_chat_title(
     reasoning = [p for p in parts if p["type"] == "reasoning"]
     assert [p["text"] for p in reasoning] == ["Adding two and two."]
     assert [p["text"] for p in parts if p["type"] == "text"] == ["".join(ANSWER)]
-
-
-def _run_files(
-    folder: Path,
-    major: int,
-    url: str,
-    token: str,
-    chat_id: str,
-    model: str,
-    file_url: str,
-    picture: bytes,
-) -> dict[str, Any]:
-    script = folder / "files.mjs"
-    script.write_bytes((PACKAGES / "files.mjs").read_bytes())
-    arguments = [
-        str(major),
-        url,
-        token,
-        chat_id,
-        model,
-        file_url,
-        base64.b64encode(picture).decode(),
-    ]
-    done = subprocess.run(
-        ["node", str(script), *arguments], cwd=folder, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 @pytest.mark.parametrize("major", [5, 6, 7])
@@ -164,8 +129,8 @@ async def test_the_ai_sdk_clients_file_parts_reach_gemini_and_groq(
         file_url = stored.json()["url"]
         runs = {
             model: await asyncio.to_thread(
-                _run_files, ai_sdk, major, url, token, f"aiSdkFiles{major}{n}x", model,
-                file_url, inline,
+                _run, ai_sdk, "files.mjs", major, url, token, f"aiSdkFiles{major}{n}x", model,
+                file_url, base64.b64encode(inline).decode(),
             )
             for n, model in enumerate(
                 ["gemini/gemini-2.5-flash", "groq/meta-llama/llama-4-scout-17b-16e-instruct"]
@@ -192,17 +157,6 @@ async def test_the_ai_sdk_clients_file_parts_reach_gemini_and_groq(
     ]  # fmt: skip
 
 
-def _run_edit(folder: Path, major: int, url: str, token: str, chat_id: str) -> dict[str, Any]:
-    script = folder / "edit.mjs"
-    script.write_bytes((PACKAGES / "edit.mjs").read_bytes())
-    done = subprocess.run(
-        ["node", str(script), str(major), url, token, chat_id],
-        cwd=folder, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
 @pytest.mark.parametrize("major", [5, 6, 7])
 async def test_the_ai_sdk_clients_edit_makes_a_branch(
     major: int, ai_sdk: Path, settings: Settings, database_url: str, groq_fake: FakeLLM
@@ -212,7 +166,7 @@ async def test_the_ai_sdk_clients_edit_makes_a_branch(
     app_settings = chat_settings(settings, groq_fake, title_model=None)
     async with live_app(app_settings, database_url) as (url, token, database):
         chat_id = f"aiSdkEdit{major}xxxxx"
-        seen = await asyncio.to_thread(_run_edit, ai_sdk, major, url, token, chat_id)
+        seen = await asyncio.to_thread(_run, ai_sdk, "edit.mjs", major, url, token, chat_id)
         async with database.engine.connect() as conn:
             rows = (
                 await conn.execute(
