@@ -208,15 +208,18 @@ class SignInService:
     async def _user_by_email(self, email: str) -> User | None:
         return await self.db.scalar(select(User).where(User.email == email))
 
+    async def _google_user(self, subject: str) -> User | None:
+        return await self.db.scalar(
+            select(User)
+            .join(Account, Account.user_id == User.id)
+            .where(Account.provider == "google", Account.provider_account_id == subject)
+        )
+
     async def user_for_google(self, claims: dict[str, Any], tokens: dict[str, Any]) -> User:
         """The user of a verified Google identity; creates user and account atomically."""
         subject = str(claims["sub"])
         for _ in range(2):  # a parallel callback may win the race: then look again
-            user = await self.db.scalar(
-                select(User)
-                .join(Account, Account.user_id == User.id)
-                .where(Account.provider == "google", Account.provider_account_id == subject)
-            )
+            user = await self._google_user(subject)
             if user is not None:
                 return user
             raw_email = claims.get("email")
@@ -229,6 +232,11 @@ class SignInService:
             email = raw_email.strip().lower()
             existing = await self._user_by_email(email)
             if existing is not None and not self.settings.auth_allow_email_linking:
+                # A parallel callback for this same identity may have committed its user and
+                # account between the two reads above: then the user is this identity's own.
+                linked = await self._google_user(subject)
+                if linked is not None:
+                    return linked
                 raise SignInFailed(
                     "OAuthAccountNotLinked",
                     "this email belongs to an account that signs in another way",
