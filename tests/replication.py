@@ -126,7 +126,7 @@ class ReplicatedPostgres:
         admin = f"postgresql://postgres@/postgres?host={self.primary_sockets}"
         in_thread(asyncio.run, _execute(admin, "CREATE DATABASE chatwithme"))
         in_thread(migrate.upgrade, self.primary_url)
-        self._run("pg_basebackup", "-D", str(self.replica_data), "-R", "-X", "stream",
+        self._run("pg_basebackup", "-D", str(self.replica_data), "-R", "-X", "stream", "-c", "fast",
                   "-h", str(self.primary_sockets), "-U", "postgres")  # fmt: skip
         self.start_replica()
         return self

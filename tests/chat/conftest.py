@@ -48,6 +48,18 @@ async def api(
         yield client
 
 
+async def chat_json(
+    api: httpx.AsyncClient, message: str, conversation_id: str | None = None
+) -> dict[str, Any]:
+    """One chat turn through this API's JSON body, answered 200; the answer's JSON."""
+    body: dict[str, Any] = {"message": message}
+    if conversation_id:
+        body["conversationId"] = conversation_id
+    response = await api.post("/api/chat", json=body)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
 def sse_events(body: str) -> list[tuple[str, dict[str, Any]]]:
     """Parse a text/event-stream body into (event, data) pairs."""
     events = []

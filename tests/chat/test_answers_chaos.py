@@ -87,7 +87,7 @@ class Postgres:
         run = {"check": True, "user": self.user, "capture_output": True}
         socket_dir = self.url.split("host=", 1)[1]
         subprocess.run(
-            [_binary("pg_basebackup"), "-D", str(data), "-R", "-X", "stream",
+            [_binary("pg_basebackup"), "-D", str(data), "-R", "-X", "stream", "-c", "fast",
              "-h", socket_dir, "-U", "postgres"],
             **run,
         )  # fmt: skip

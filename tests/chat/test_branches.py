@@ -16,23 +16,12 @@ from app.chat.trash import purge
 from app.db.engine import Database
 from app.settings import Settings
 from tests.auth.conftest import count, make_session, make_user
-from tests.chat.conftest import chat_settings, sse_events
+from tests.chat.conftest import chat_json, chat_settings, sse_events
 from tests.chat.test_ai_sdk import ui_chunks
 from tests.chat.test_live import live_app
 from tests.fakes.llm import FakeLLM, Scenario
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:websockets.*")
-
-
-async def _chat(
-    api: httpx.AsyncClient, message: str, conversation_id: str | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if conversation_id:
-        body["conversationId"] = conversation_id
-    response = await api.post("/api/chat", json=body)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 async def _edit(
@@ -56,9 +45,9 @@ def _prompt(fake: FakeLLM) -> list[str]:
 
 
 async def _two_exchanges(api: httpx.AsyncClient) -> tuple[str, dict[str, Any]]:
-    first = await _chat(api, "first question")
+    first = await chat_json(api, "first question")
     conversation_id = first["conversationId"]
-    second = await _chat(api, "second question", conversation_id)
+    second = await chat_json(api, "second question", conversation_id)
     return conversation_id, second
 
 
@@ -99,7 +88,7 @@ async def test_the_old_branch_comes_back_whole_and_the_next_answer_continues_it(
     assert switched.status_code == 200, switched.text
     assert switched.json()["currentLeafId"] == old_answer
     assert [m["id"] for m in switched.json()["messages"]][-2:] == [old_question, old_answer]
-    third = await _chat(api, "third question", conversation_id)
+    third = await chat_json(api, "third question", conversation_id)
     assert _prompt(groq_fake) == [
         "first question", "Hello, world!", "second question", "Hello, world!", "third question"
     ]  # fmt: skip
@@ -165,7 +154,7 @@ async def test_regenerate_adds_a_sibling_answer_and_versions_still_list(
         json={"messageId": second["aiMessage"]["id"]},
     )
     assert back.json()["messages"][-1]["id"] == second["aiMessage"]["id"]
-    await _chat(api, "after the first version", conversation_id)
+    await chat_json(api, "after the first version", conversation_id)
     assert "again" not in _prompt(groq_fake)
 
 
@@ -290,8 +279,8 @@ async def test_edits_that_cannot_be_made_store_nothing(
 async def test_switching_to_a_message_of_another_conversation_is_not_found(
     api: httpx.AsyncClient,
 ) -> None:
-    one = (await _chat(api, "one"))["conversationId"]
-    other = await _chat(api, "other")
+    one = (await chat_json(api, "one"))["conversationId"]
+    other = await chat_json(api, "other")
     moved = await api.post(
         f"/api/conversations/{one}/branch", json={"messageId": other["userMessage"]["id"]}
     )
@@ -309,7 +298,7 @@ async def test_two_edits_racing_on_one_message_keep_both_branches(
         async with httpx.AsyncClient(
             base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30
         ) as client:
-            first = await _chat(client, "the question")
+            first = await chat_json(client, "the question")
             conversation_id = first["conversationId"]
             question = first["userMessage"]["id"]
             texts = ["edit one", "edit two"]
@@ -356,7 +345,7 @@ async def test_trashing_the_last_message_ends_the_branch_at_its_parent(
     assert (listed["lastMessage"], listed["lastMessageRole"]) == ("second question", "user")
     detail = (await api.get(f"/api/conversations/{conversation_id}")).json()
     assert detail["currentLeafId"] == second["userMessage"]["id"]
-    await _chat(api, "third question", conversation_id)
+    await chat_json(api, "third question", conversation_id)
     assert _prompt(groq_fake) == [
         "first question", "Hello, world!", "second question", "third question"
     ]  # fmt: skip
@@ -365,7 +354,7 @@ async def test_trashing_the_last_message_ends_the_branch_at_its_parent(
 async def test_pages_of_a_branch_follow_the_cursor_without_gaps(api: httpx.AsyncClient) -> None:
     conversation_id, second = await _two_exchanges(api)
     assert (await _edit(api, conversation_id, second["userMessage"]["id"], "edited")).is_success
-    await _chat(api, "third question", conversation_id)
+    await chat_json(api, "third question", conversation_id)
     seen: list[str] = []
     params: dict[str, Any] = {"limit": 2}
     while True:
@@ -403,7 +392,7 @@ async def test_a_purge_keeps_the_branch_whole_and_the_leaf_on_a_message_that_sta
     assert detail["currentLeafId"] == shown[0]["id"]  # the nearest live ancestor
     await _purge_now(connection)
     assert [m["content"] for m in await _shown(api, conversation_id)] == ["first question"]
-    third = await _chat(api, "third question", conversation_id)
+    third = await chat_json(api, "third question", conversation_id)
     assert third["userMessage"]["parentId"] == shown[0]["id"]
     assert _prompt(groq_fake) == ["first question", "third question"]
 
@@ -427,7 +416,7 @@ async def test_a_leaf_purged_from_under_the_conversation_is_continued_from_what_
         text("UPDATE conversations SET \"currentLeafId\" = 'goneForGood' WHERE id = :c"),
         {"c": conversation_id},
     )
-    third = await _chat(api, "third question", conversation_id)
+    third = await chat_json(api, "third question", conversation_id)
     assert third["userMessage"]["parentId"] == second["userMessage"]["id"]
     assert _prompt(groq_fake) == [
         "first question", "Hello, world!", "second question", "third question"

@@ -9,26 +9,16 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tests.auth.conftest import count, make_session, make_user
+from tests.chat.conftest import chat_json
 from tests.fakes.llm import FakeLLM, Scenario
-
-
-async def _chat(
-    api: httpx.AsyncClient, message: str, conversation_id: str | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if conversation_id:
-        body["conversationId"] = conversation_id
-    response = await api.post("/api/chat", json=body)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 async def test_conversations_are_listed_newest_first_with_count_and_preview(
     api: httpx.AsyncClient,
 ) -> None:
-    first = (await _chat(api, "first topic"))["conversationId"]
-    second = (await _chat(api, "second topic"))["conversationId"]
-    await _chat(api, "more on the first", first)
+    first = (await chat_json(api, "first topic"))["conversationId"]
+    second = (await chat_json(api, "second topic"))["conversationId"]
+    await chat_json(api, "more on the first", first)
     listed = (await api.get("/api/conversations")).json()["conversations"]
     assert [c["id"] for c in listed] == [first, second]
     assert listed[0]["messageCount"] == 4
@@ -97,7 +87,7 @@ async def test_the_conversation_list_is_one_sql_statement_whatever_the_page_size
 async def test_messages_come_in_chronological_keyset_pages(api: httpx.AsyncClient) -> None:
     conversation_id = None
     for i in range(6):
-        conversation_id = (await _chat(api, f"m{i}", conversation_id))["conversationId"]
+        conversation_id = (await chat_json(api, f"m{i}", conversation_id))["conversationId"]
     newest = (
         await api.get(f"/api/conversations/{conversation_id}/messages", params={"limit": 4})
     ).json()
@@ -134,7 +124,7 @@ async def test_messages_come_in_chronological_keyset_pages(api: httpx.AsyncClien
 async def test_rename_and_delete_a_conversation(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "hello"))["conversationId"]
+    conversation_id = (await chat_json(api, "hello"))["conversationId"]
     renamed = await api.patch(
         f"/api/conversations/{conversation_id}", json={"title": "  Renamed  "}
     )
@@ -149,7 +139,7 @@ async def test_rename_and_delete_a_conversation(
 async def test_regenerate_keeps_the_earlier_answer_as_a_version(
     api: httpx.AsyncClient, groq_fake: FakeLLM
 ) -> None:
-    conversation_id = (await _chat(api, "tell me a joke"))["conversationId"]
+    conversation_id = (await chat_json(api, "tell me a joke"))["conversationId"]
     groq_fake.next(Scenario(chunks=["A better ", "joke"]))
     again = await api.post(f"/api/conversations/{conversation_id}/regenerate", json={})
     assert again.status_code == 200
@@ -172,7 +162,7 @@ async def test_regenerate_keeps_the_earlier_answer_as_a_version(
 
 
 async def test_export_as_json_and_markdown(api: httpx.AsyncClient) -> None:
-    conversation_id = (await _chat(api, "export me"))["conversationId"]
+    conversation_id = (await chat_json(api, "export me"))["conversationId"]
     as_json = await api.get(f"/api/conversations/{conversation_id}/export")
     assert as_json.headers["content-disposition"].endswith('.json"')
     assert [m["content"] for m in as_json.json()["messages"]] == ["export me", "Hello, world!"]
@@ -189,7 +179,7 @@ async def test_export_as_json_and_markdown(api: httpx.AsyncClient) -> None:
 async def test_reactions_are_one_of_each_type_per_user_and_message(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    answer = (await _chat(api, "react"))["aiMessage"]["id"]
+    answer = (await chat_json(api, "react"))["aiMessage"]["id"]
     for _ in range(2):
         assert (await api.put(f"/api/messages/{answer}/reactions/like")).status_code == 204
     assert (await api.put(f"/api/messages/{answer}/reactions/helpful")).status_code == 204
@@ -203,7 +193,7 @@ async def test_reactions_are_one_of_each_type_per_user_and_message(
 
 
 async def test_deleting_a_message(api: httpx.AsyncClient, connection: AsyncConnection) -> None:
-    answer = (await _chat(api, "delete my answer"))["aiMessage"]["id"]
+    answer = (await chat_json(api, "delete my answer"))["aiMessage"]["id"]
     assert (await api.delete(f"/api/messages/{answer}")).status_code == 204
     assert await count(connection, "messages", 'id = :i AND "deletedAt" IS NULL', i=answer) == 0
     assert (await api.delete(f"/api/messages/{answer}")).status_code == 404
@@ -212,7 +202,7 @@ async def test_deleting_a_message(api: httpx.AsyncClient, connection: AsyncConne
 async def test_another_users_ids_are_not_found_everywhere_and_nothing_changes(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    mine = await _chat(api, "private thoughts")
+    mine = await chat_json(api, "private thoughts")
     conversation_id, message_id = mine["conversationId"], mine["aiMessage"]["id"]
     await api.put(f"/api/messages/{message_id}/reactions/like")
     before = await connection.execute(

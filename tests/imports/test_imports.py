@@ -326,7 +326,7 @@ async def test_an_import_cut_by_shutdown_ends_interrupted_and_the_same_file_fini
     import_settings: Settings, engine: AsyncEngine
 ) -> None:
     user_id, token = await signed_in(engine, "interrupted@example.com")
-    body = json.dumps([simple_conversation(i, T0 + i * 10) for i in range(1000)]).encode()
+    body = json.dumps([simple_conversation(i, T0 + i * 10) for i in range(300)]).encode()
     async with http_client(create_app(import_settings)) as client:
         started = await post_file(client, token, body, "application/json")
         location = started.headers["location"]
@@ -338,7 +338,7 @@ async def test_an_import_cut_by_shutdown_ends_interrupted_and_the_same_file_fini
     async with http_client(create_app(import_settings)) as client:
         state = (await client.get(location, headers=_bearer(token))).json()
         assert state["status"] == "interrupted", state
-        assert 20 <= state["done"] < 1000
+        assert 20 <= state["done"] < 300
         async with engine.connect() as connection:
             stored = await connection.scalar(
                 text('SELECT count(*) FROM conversations WHERE "userId" = :u'), {"u": user_id}
@@ -359,7 +359,7 @@ async def test_an_import_cut_by_shutdown_ends_interrupted_and_the_same_file_fini
             total = await connection.scalar(
                 text('SELECT count(*) FROM conversations WHERE "userId" = :u'), {"u": user_id}
             )
-        assert total == 1000
+        assert total == 300
 
 
 def _import(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,22 +18,11 @@ from app.db.engine import Database
 from app.lib.logs import SecretQueryFilter, redact_path
 from app.settings import Settings
 from tests.auth.conftest import count, csrf_token, make_session, make_user
-from tests.chat.conftest import chat_settings
+from tests.chat.conftest import chat_json, chat_settings
 from tests.conftest import http_client
 from tests.fakes.llm import FakeLLM, Scenario
 
 TOKEN_CHARS = 43  # 32 random bytes, base64url
-
-
-async def _chat(
-    api: httpx.AsyncClient, message: str, conversation_id: str | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if conversation_id:
-        body["conversationId"] = conversation_id
-    response = await api.post("/api/chat", json=body)
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 async def _share(api: httpx.AsyncClient, conversation_id: str) -> dict[str, Any]:
@@ -63,9 +52,9 @@ def _assert_share_headers(response: httpx.Response) -> None:
 async def test_a_signed_out_reader_sees_the_snapshot_and_nothing_of_the_owner(
     api: httpx.AsyncClient,
 ) -> None:
-    first = await _chat(api, "What is a share link?")
+    first = await chat_json(api, "What is a share link?")
     conversation_id = first["conversationId"]
-    await _chat(api, "And a second question", conversation_id)
+    await chat_json(api, "And a second question", conversation_id)
     share = await _share(api, conversation_id)
     assert len(share["token"]) == TOKEN_CHARS
     assert share["url"] == f"http://127.0.0.1:8000/s/{share['token']}"
@@ -95,9 +84,9 @@ async def test_a_signed_out_reader_sees_the_snapshot_and_nothing_of_the_owner(
 
 
 async def test_later_messages_are_not_in_the_snapshot(api: httpx.AsyncClient) -> None:
-    conversation_id = (await _chat(api, "before sharing"))["conversationId"]
+    conversation_id = (await chat_json(api, "before sharing"))["conversationId"]
     share = await _share(api, conversation_id)
-    await _chat(api, "after sharing", conversation_id)
+    await chat_json(api, "after sharing", conversation_id)
     await api.patch(f"/api/conversations/{conversation_id}", json={"title": "renamed later"})
 
     body = (await api.get(f"/api/shared/{share['token']}")).json()
@@ -108,12 +97,12 @@ async def test_later_messages_are_not_in_the_snapshot(api: httpx.AsyncClient) ->
 async def test_only_the_current_versions_are_shared_and_nothing_from_the_trash(
     api: httpx.AsyncClient, groq_fake: FakeLLM
 ) -> None:
-    first = await _chat(api, "keep this question")
+    first = await chat_json(api, "keep this question")
     conversation_id = first["conversationId"]
     groq_fake.next(Scenario(chunks=["second ", "version"]))
     regenerated = await api.post(f"/api/conversations/{conversation_id}/regenerate", json={})
     assert regenerated.status_code == 200, regenerated.text
-    trashed = await _chat(api, "trash this question", conversation_id)
+    trashed = await chat_json(api, "trash this question", conversation_id)
     assert (await api.delete(f"/api/messages/{trashed['userMessage']['id']}")).status_code == 204
 
     share = await _share(api, conversation_id)
@@ -131,7 +120,7 @@ async def test_the_version_switched_to_is_the_one_shared(
 ) -> None:
     """Review finding: a snapshot kept only versions not superseded, so an earlier answer
     switched back to (POST .../branch) was left out and the question stood alone."""
-    first = await _chat(api, "which version")
+    first = await chat_json(api, "which version")
     conversation_id = first["conversationId"]
     groq_fake.next(Scenario(chunks=["second ", "version"]))
     regenerated = await api.post(f"/api/conversations/{conversation_id}/regenerate", json={})
@@ -149,7 +138,7 @@ async def test_the_version_switched_to_is_the_one_shared(
 async def test_an_answer_being_written_and_a_failed_empty_one_are_left_out(
     api: httpx.AsyncClient, connection: AsyncConnection, groq_fake: FakeLLM
 ) -> None:
-    asked = await _chat(api, "first question")
+    asked = await chat_json(api, "first question")
     conversation_id = asked["conversationId"]
     groq_fake.next(Scenario(status=400))
     failed = await api.post(
@@ -177,7 +166,7 @@ async def test_an_answer_being_written_and_a_failed_empty_one_are_left_out(
 async def test_the_token_is_kept_only_as_its_hash(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "hash me"))["conversationId"]
+    conversation_id = (await chat_json(api, "hash me"))["conversationId"]
     share = await _share(api, conversation_id)
     row = (
         await connection.execute(
@@ -197,7 +186,7 @@ async def test_the_token_is_kept_only_as_its_hash(
 async def test_two_shares_of_one_conversation_have_different_unguessable_links(
     api: httpx.AsyncClient,
 ) -> None:
-    conversation_id = (await _chat(api, "share twice"))["conversationId"]
+    conversation_id = (await chat_json(api, "share twice"))["conversationId"]
     one, two = await _share(api, conversation_id), await _share(api, conversation_id)
     assert one["token"] != two["token"] and one["id"] != two["id"]
     assert (await api.get(f"/api/shared/{one['token']}")).status_code == 200
@@ -207,7 +196,7 @@ async def test_two_shares_of_one_conversation_have_different_unguessable_links(
 async def test_your_shares_are_listed_in_pages_and_revoked_at_once(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "list me"))["conversationId"]
+    conversation_id = (await chat_json(api, "list me"))["conversationId"]
     made = [await _share(api, conversation_id) for _ in range(5)]
     # Same createdAt for several: the id breaks the tie.
     await connection.execute(
@@ -242,7 +231,7 @@ async def test_your_shares_are_listed_in_pages_and_revoked_at_once(
 async def test_another_users_conversation_cannot_be_shared_and_nothing_is_stored(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "mine alone"))["conversationId"]
+    conversation_id = (await chat_json(api, "mine alone"))["conversationId"]
     share = await _share(api, conversation_id)
     bob = await make_session(connection, await make_user(connection, "bob@example.com", "Bob"))
     before = await count(connection, "conversation_shares")
@@ -258,7 +247,7 @@ async def test_another_users_conversation_cannot_be_shared_and_nothing_is_stored
 
 
 async def test_malformed_and_unknown_tokens_are_404_never_500(api: httpx.AsyncClient) -> None:
-    conversation_id = (await _chat(api, "real one"))["conversationId"]
+    conversation_id = (await chat_json(api, "real one"))["conversationId"]
     real = (await _share(api, conversation_id))["token"]
     tokens = [
         "x",
@@ -287,7 +276,7 @@ async def test_malformed_and_unknown_tokens_are_404_never_500(api: httpx.AsyncCl
 async def test_a_trashed_conversations_links_stop_and_a_deleted_ones_are_gone(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "trash me later"))["conversationId"]
+    conversation_id = (await chat_json(api, "trash me later"))["conversationId"]
     share = await _share(api, conversation_id)
     link = f"/api/shared/{share['token']}"
     async with _other(api) as reader:
@@ -325,7 +314,7 @@ async def test_an_empty_or_too_long_conversation_is_not_shared(
         refused = await client.post(f"/api/conversations/{empty}/shares")
         assert refused.status_code == 400 and "no messages" in refused.json()["detail"]
 
-        long = (await _chat(client, "x" * 2000))["conversationId"]
+        long = (await chat_json(client, "x" * 2000))["conversationId"]
         refused = await client.post(f"/api/conversations/{long}/shares")
         assert refused.status_code == 400 and "too long" in refused.json()["detail"]
     assert await count(connection, "conversation_shares") == 0
@@ -339,7 +328,7 @@ async def test_reading_links_is_rate_limited_per_ip_and_making_them_per_user(
     limited = chat_settings(settings, groq_fake, share_rate_limit=3, share_rate_window=60)
     async with http_client(create_app(limited, database=Database.bound_to(connection))) as client:
         client.headers["authorization"] = f"Bearer {token}"
-        conversation_id = (await _chat(client, "popular"))["conversationId"]
+        conversation_id = (await chat_json(client, "popular"))["conversationId"]
         share = await _share(client, conversation_id)
         statuses = [
             (await client.get(path)).status_code
@@ -366,9 +355,9 @@ async def test_reading_links_is_rate_limited_per_ip_and_making_them_per_user(
 async def test_a_signed_in_reader_copies_the_conversation_and_goes_on_with_it(
     api: httpx.AsyncClient, connection: AsyncConnection, groq_fake: FakeLLM
 ) -> None:
-    first = await _chat(api, "Ada's question")
+    first = await chat_json(api, "Ada's question")
     conversation_id = first["conversationId"]
-    await _chat(api, "Ada's second question", conversation_id)
+    await chat_json(api, "Ada's second question", conversation_id)
     share = await _share(api, conversation_id)
     bob_id = await make_user(connection, "bob@example.com", "Bob")
     bob = await make_session(connection, bob_id)
@@ -392,7 +381,7 @@ async def test_a_signed_in_reader_copies_the_conversation_and_goes_on_with_it(
         ] == [copy["id"]]
         groq_fake.received.clear()
         groq_fake.next(Scenario(chunks=["Bob's ", "answer"]))
-        answer = await _chat(other, "Bob goes on", copy["id"])
+        answer = await chat_json(other, "Bob goes on", copy["id"])
         assert answer["aiMessage"]["content"] == "Bob's answer"
     sent = [m["content"] for m in groq_fake.received[-1].body["messages"]]
     assert sent[-5:] == [
@@ -421,13 +410,14 @@ async def test_a_copy_of_todays_answers_does_not_spend_the_readers_daily_budget(
     app = create_app(budget, database=Database.bound_to(connection))
     async with http_client(app) as client:
         client.headers["authorization"] = f"Bearer {ada}"
-        share = await _share(client, (await _chat(client, "today's question"))["conversationId"])
+        asked = await chat_json(client, "today's question")
+        share = await _share(client, asked["conversationId"])
         client.headers["authorization"] = f"Bearer {bob}"
         copied = await client.post(f"/api/shared/{share['token']}/copy")
         assert copied.status_code == 201
         usage = (await client.get("/api/users/me/usage")).json()
         assert usage["messages"]["used"] == 0
-        await _chat(client, "Bob's one question of the day", copied.json()["id"])
+        await chat_json(client, "Bob's one question of the day", copied.json()["id"])
         refused = await client.post("/api/chat", json={"message": "one too many"})
         assert refused.status_code == 429
 
@@ -435,7 +425,7 @@ async def test_a_copy_of_todays_answers_does_not_spend_the_readers_daily_budget(
 async def test_copying_needs_a_session_and_with_the_cookie_a_csrf_token(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "copy me"))["conversationId"]
+    conversation_id = (await chat_json(api, "copy me"))["conversationId"]
     share = await _share(api, conversation_id)
     before = await count(connection, "conversations")
     async with _other(api) as reader:
@@ -457,7 +447,7 @@ async def test_copying_needs_a_session_and_with_the_cookie_a_csrf_token(
 async def test_the_export_lists_shares_without_tokens_and_deleting_the_account_removes_them(
     api: httpx.AsyncClient, connection: AsyncConnection
 ) -> None:
-    conversation_id = (await _chat(api, "exported share"))["conversationId"]
+    conversation_id = (await chat_json(api, "exported share"))["conversationId"]
     share = await _share(api, conversation_id)
     export = await api.get("/api/users/me/export")
     assert export.status_code == 200
@@ -477,7 +467,7 @@ async def test_the_export_lists_shares_without_tokens_and_deleting_the_account_r
 
 
 async def test_the_shared_page_is_the_built_in_page_with_its_policy(api: httpx.AsyncClient) -> None:
-    conversation_id = (await _chat(api, "page me"))["conversationId"]
+    conversation_id = (await chat_json(api, "page me"))["conversationId"]
     share = await _share(api, conversation_id)
     async with _other(api) as reader:
         response = await reader.get(f"/s/{share['token']}")
