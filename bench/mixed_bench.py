@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ import httpx
 from app.cli import database_url_for
 from app.db.url import to_libpq
 from app.settings import load_settings
+from bench.capacity import py_spy_record
 from bench.common import percentile, pin_to, write
 from bench.generate import HEAVY_USER, SESSION_PREFIX, TYPICAL_USER, bench_database_url
 from bench.http_bench import LUA, Server, _pinned, targets
@@ -182,7 +184,7 @@ def app_env(database_url: str, upstream: Upstream) -> dict[str, str]:
             "SEARCH_RATE_LIMIT": "1000000"}  # fmt: skip
 
 
-def run(seconds: int, workers: int = 1) -> dict[str, Any]:
+def run(seconds: int, workers: int = 1, py_spy: str | None = None) -> dict[str, Any]:
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     pin_to(1)
@@ -195,9 +197,13 @@ def run(seconds: int, workers: int = 1) -> dict[str, Any]:
         if workers > 1:
             target += ["--workers", str(workers)]
         app = Server(target, app_env(url, upstream), cores="0" if workers == 1 else "0,1")
+        spy = py_spy_record(app.process.pid, py_spy) if py_spy else None
         try:
             figures = measure(f"http://127.0.0.1:{app.port}", url, mix, seconds)
         finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(timeout=60)
             app.stop()
             upstream.stop()
     figures["workers"] = workers
@@ -209,10 +215,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=1, help="app worker processes")
+    parser.add_argument("--py-spy", help="sample the app (one worker) with py-spy into this file")
     args = parser.parse_args()
     import json
 
-    print(json.dumps(run(args.seconds, args.workers), indent=2))
+    print(json.dumps(run(args.seconds, args.workers, args.py_spy), indent=2))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.chat.history import Window
 from app.chat.schemas import UIMessagePart
 from app.db.models import File
-from app.files.services import FileService, files_of
+from app.files.services import CarriedFile, FileService, files_of
 from app.files.storage import PostgresStorage
 from app.lib.errors import InvalidInput, PayloadTooLarge
 from app.llm.catalogue import ModelCatalogue
@@ -96,7 +96,9 @@ async def carried_files(
     return await service.owned(ids)
 
 
-def check_model_takes(model: ModelInfo, files: Sequence[File], catalogue: ModelCatalogue) -> None:
+def check_model_takes(
+    model: ModelInfo, files: Sequence[File | CarriedFile], catalogue: ModelCatalogue
+) -> None:
     """400 when `model` cannot take one of `files`, naming the models that can."""
     for row in files:
         if not model.takes(row.media_type, row.size):
@@ -119,7 +121,7 @@ async def with_files(
     question_id: str,
     model: ModelInfo,
     catalogue: ModelCatalogue,
-) -> tuple[Window, list[File]]:
+) -> tuple[Window, list[CarriedFile]]:
     """The window with each user message's files as attachments, and the question's files
     (checked against the model: a 400 before anything is committed)."""
     by_message = await files_of(db, user_id, [*window.included_ids, question_id])

@@ -19,15 +19,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.compiled import CompiledQuery
 from app.db.models import Conversation, Message
 from app.lib.errors import InvalidInput, NotFound
 
 # A walk never goes deeper than this: a cycle written by hand (parents are older rows when the
 # app writes them) ends instead of running forever.
 MAX_DEPTH = 1_000_000
+
+# Every message page and chat asks for the leaf first: compiled once, on the read pool when
+# the request has no transaction open.
+_LEAF = CompiledQuery(
+    select(Conversation.current_leaf_id).where(
+        Conversation.id == bindparam("cid"),
+        Conversation.user_id == bindparam("user_id"),
+        Conversation.deleted_at.is_(None),
+    )
+)
 
 # The walk up from one message: id, parent, and what the callers filter on, newest first.
 # `:start` must be in the conversation `:cid`; `:skip` leaves out the start itself.
@@ -118,18 +129,10 @@ class BranchService:
 
     async def leaf_of(self, conversation_id: str) -> str | None:
         """The conversation's current leaf, or None (linear order); NotFound if not yours."""
-        found = (
-            await self.db.execute(
-                select(Conversation.current_leaf_id).where(
-                    Conversation.id == conversation_id,
-                    Conversation.user_id == self.user_id,
-                    Conversation.deleted_at.is_(None),
-                )
-            )
-        ).first()
-        if found is None:
+        found = await _LEAF.fetch(self.db, cid=conversation_id, user_id=self.user_id)
+        if not found:
             raise NotFound("No such conversation.")
-        return found[0]
+        return found[0][0]  # type: ignore[no-any-return]
 
     async def branch_ids(
         self, conversation_id: str, start: str, size: int, *, skip_start: bool = False

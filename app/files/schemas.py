@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from app.db.models import File
 from app.lib.schema import CamelStruct
 from app.lib.time import as_utc
+
+if TYPE_CHECKING:
+    from app.files.services import CarriedFile
 
 
 class FileInfo(CamelStruct):
@@ -32,7 +36,7 @@ def file_url(file_id: str) -> str:
     return f"/api/files/{file_id}"
 
 
-def file_info(row: File) -> FileInfo:
+def file_info(row: File | CarriedFile) -> FileInfo:
     return FileInfo(
         id=row.id,
         url=file_url(row.id),

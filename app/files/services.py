@@ -14,11 +14,14 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import AsyncIterator, Sequence
-from typing import IO, Any
+from datetime import datetime
+from typing import IO, Any, NamedTuple
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Text, any_, bindparam, delete, func, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.compiled import CompiledQuery, aware_utc
 from app.db.models import File, MessageFile
 from app.files.sniff import EXTENSIONS, SNIFF_BYTES, media_type_of
 from app.files.storage import CHUNK_BYTES, FileStorage, PostgresStorage
@@ -243,21 +246,46 @@ async def file_totals(db: AsyncSession, user_id: str) -> tuple[int, int]:
     return int(found[0]), int(found[1])
 
 
+class CarriedFile(NamedTuple):
+    """What a message's file is to the messages that carry it (its bytes are read by id)."""
+
+    id: str
+    media_type: str
+    size: int
+    name: str
+    created_at: datetime
+
+
+# Every message page asks this: compiled once (as the page itself), it runs on the read pool
+# when the request has no transaction open. Built with the ORM per request, it took a tenth of
+# the app's CPU in the T9 mix.
+_CARRIED = CompiledQuery(
+    select(
+        MessageFile.message_id,
+        File.id,
+        File.media_type,
+        File.size,
+        File.name,
+        aware_utc(File.created_at),
+    )
+    .join(File, File.id == MessageFile.file_id)
+    .where(
+        MessageFile.user_id == bindparam("user_id"),
+        MessageFile.message_id == any_(bindparam("ids", type_=ARRAY(Text))),
+    )
+    .order_by(MessageFile.message_id, MessageFile.position)
+)
+
+
 async def files_of(
     db: AsyncSession, user_id: str, message_ids: Sequence[str]
-) -> dict[str, list[File]]:
+) -> dict[str, list[CarriedFile]]:
     """The files each of the user's messages carries, in order."""
     if not message_ids:
         return {}
-    rows = await db.execute(
-        select(MessageFile.message_id, File)
-        .join(File, File.id == MessageFile.file_id)
-        .where(MessageFile.user_id == user_id, MessageFile.message_id.in_(message_ids))
-        .order_by(MessageFile.message_id, MessageFile.position)
-    )
-    result: dict[str, list[File]] = {}
-    for message_id, row in rows.all():
-        result.setdefault(message_id, []).append(row)
+    result: dict[str, list[CarriedFile]] = {}
+    for row in await _CARRIED.fetch(db, user_id=user_id, ids=list(message_ids)):
+        result.setdefault(row[0], []).append(CarriedFile(*row[1:]))
     return result
 
 
