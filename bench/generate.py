@@ -5,8 +5,9 @@
 Users get a Zipf spread of conversations, conversations get a Zipf spread of messages (up to
 2,500), and one heavy user has 100,000 messages in 5,000 conversations, including one
 conversation of 2,500 messages and one of 50. Text comes from a fixed vocabulary with a Zipf
-distribution of words, so some words are everywhere and some are rare. Re-running replaces the
-data. Runs on the embedded server, or on the server of DATABASE_URL.
+distribution of words, so some words are everywhere and some are rare. Messages are stored
+as the app writes them: each follows the one before it (`parentId`), and the conversation
+shows that branch (`currentLeafId`, its newest message). Re-running replaces the data. Runs on the embedded server, or on the server of DATABASE_URL.
 """
 
 from __future__ import annotations
@@ -273,6 +274,7 @@ def _rows(plan: list[tuple[str, list[int]]], rng: random.Random) -> Iterator[tup
             start = joined + timedelta(minutes=rng.randint(0, 600_000))
             end = start + timedelta(seconds=30 * count)
             yield "conversations", (conversation_id, text.sentence(4)[:60], user_id, start, end)
+            parent = None
             for position in range(count):
                 role = "user" if position % 2 == 0 else "assistant"
                 model = (
@@ -285,8 +287,11 @@ def _rows(plan: list[tuple[str, list[int]]], rng: random.Random) -> Iterator[tup
                 tokens = (
                     (len(content) // 4, len(content) // 4) if role == "assistant" else (None, None)
                 )
-                yield "messages", (cuid(), content, role, model, conversation_id, user_id, at,
-                                   tokens[0], tokens[1], rng.randint(80, 900) if model else None)  # fmt: skip
+                message_id = cuid()
+                yield "messages", (message_id, content, role, model, conversation_id, user_id, at,
+                                   tokens[0], tokens[1], rng.randint(80, 900) if model else None,
+                                   parent)  # fmt: skip
+                parent = message_id
 
 
 COLUMNS = {
@@ -294,8 +299,15 @@ COLUMNS = {
     "sessions": ["id", "sessionToken", "userId", "expires", "createdAt"],
     "conversations": ["id", "title", "userId", "createdAt", "updatedAt"],
     "messages": ["id", "content", "role", "model", "conversationId", "userId", "createdAt",
-                 "promptTokens", "completionTokens", "timeToFirstTokenMs"],
+                 "promptTokens", "completionTokens", "timeToFirstTokenMs", "parentId"],
 }  # fmt: skip
+# Each conversation shows the branch the app would have written: its newest message is its leaf.
+LEAVES = """
+UPDATE conversations c SET "currentLeafId" = last.id
+FROM (SELECT DISTINCT ON ("conversationId") "conversationId", id FROM messages
+      ORDER BY "conversationId", "createdAt" DESC, id DESC) last
+WHERE last."conversationId" = c.id
+"""
 HEAVY_INDEXES = {
     "messages_userId_searchVector_idx": 'CREATE INDEX "messages_userId_searchVector_idx" ON messages USING GIN ("userId", "searchVector")',
     "messages_userId_content_trgm_idx": 'CREATE INDEX "messages_userId_content_trgm_idx" ON messages USING GIN ("userId", content gin_trgm_ops)',
@@ -333,6 +345,9 @@ async def load(url: str, messages: int, users: int) -> None:
         for name in ("users", "sessions", "conversations", "messages"):
             await flush(name)
         print(f"\r{done:,} messages loaded in {time.monotonic() - started:.0f} s")
+        step = time.monotonic()
+        await connection.execute(LEAVES)
+        print(f"leaves: {time.monotonic() - step:.0f} s")
         for name, statement in HEAVY_INDEXES.items():
             step = time.monotonic()
             await connection.execute(statement)

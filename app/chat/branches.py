@@ -53,8 +53,8 @@ WITH RECURSIVE walk AS (
 )
 """  # noqa: S608 (a constant)
 
-_BRANCH_IDS = text(
-    _WALK + 'SELECT id FROM walk WHERE "deletedAt" IS NULL AND depth >= :skip LIMIT :size'  # noqa: S608
+_BRANCH_IDS = CompiledQuery(
+    text(_WALK + 'SELECT id FROM walk WHERE "deletedAt" IS NULL AND depth >= :skip LIMIT :size')  # noqa: S608
 )
 # The history window's candidates: no failed, unfinished or empty answers, no trashed rows
 # (a question of files only has no text, and still belongs in the window).
@@ -138,9 +138,8 @@ class BranchService:
         self, conversation_id: str, start: str, size: int, *, skip_start: bool = False
     ) -> list[str]:
         """Up to `size` live messages of the branch ending at `start`, newest first."""
-        rows = await self.db.execute(
-            _BRANCH_IDS,
-            {"start": start, "cid": conversation_id, "skip": int(skip_start), "size": size},
+        rows = await _BRANCH_IDS.fetch(
+            self.db, start=start, cid=conversation_id, skip=int(skip_start), size=size
         )
         return [r[0] for r in rows]
 

@@ -14,7 +14,9 @@ from asyncpg import Record
 from sqlalchemy import (
     Text,
     and_,
+    any_,
     bindparam,
+    case,
     delete,
     func,
     literal_column,
@@ -25,8 +27,9 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.chat import schemas
 from app.chat.branches import BranchService, Siblings
@@ -375,11 +378,73 @@ def _message_page(after_cursor: bool, include_versions: bool) -> CompiledQuery:
     return CompiledQuery(query)
 
 
+def _branch_rows() -> CompiledQuery:
+    """The messages of a branch's page by their ids (from the walk), oldest first, each with
+    the caller's reactions and the ids of its siblings (the children of its parent by the
+    `parentId` index; the conversation's first messages for one with no parent), scoped by
+    the conversation's owner as `_message_page` is. One statement instead of four, without
+    loading ORM objects: the ORM's page of a branch was a third of the app's CPU in T9."""
+    sibling = aliased(Message, name="sibling")
+
+    def siblings(same_parent: Any) -> Any:
+        ids = (
+            select(sibling.id)
+            .where(
+                sibling.conversation_id == Message.conversation_id,
+                same_parent,
+                sibling.deleted_at.is_(None),
+            )
+            .order_by(sibling.created_at, sibling.id)
+            .scalar_subquery()
+        )
+        return func.array(ids)
+
+    reactions = (
+        select(MessageReaction.type)
+        .where(
+            MessageReaction.message_id == Message.id,
+            MessageReaction.user_id == bindparam("user_id"),
+        )
+        .order_by(MessageReaction.type)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            *(
+                aware_utc(column).label(column.key)
+                if column.key in _AWARE
+                else column.label(column.key)
+                for column in _MESSAGE_COLUMNS
+            ),
+            func.array(reactions).label("reactions"),
+            case(
+                (Message.parent_id.is_(None), siblings(sibling.parent_id.is_(None))),
+                else_=siblings(sibling.parent_id == Message.parent_id),
+            ).label("sibling_ids"),
+        )
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .where(
+            Message.id == any_(bindparam("ids", type_=ARRAY(Text))),
+            Message.conversation_id == bindparam("conversation_id"),
+            Conversation.user_id == bindparam("user_id"),
+            Conversation.deleted_at.is_(None),
+        )
+        .order_by(Message.created_at, Message.id)
+    )
+    return CompiledQuery(query)
+
+
+_BRANCH_ROWS = _branch_rows()
+
 _MESSAGE_PAGES = {
     (after, versions): _message_page(after, versions)
     for after in (False, True)
     for versions in (False, True)
 }
+
+
+def _with(ids: list[str], message_id: str) -> list[str]:
+    return ids if message_id in ids else [*ids, message_id]
 
 
 def _message_from_record(r: Record) -> schemas.Message:
@@ -765,6 +830,25 @@ class MessageService:
         """The page of a branch from the ids of the walk (newest first, one more than `size`
         when there are older ones)."""
         shown = ids[:size]
+        if not include_versions:
+            found = await _BRANCH_ROWS.fetch(
+                self.db, ids=shown, conversation_id=conversation_id, user_id=self.user_id
+            )
+            messages = [
+                with_siblings(
+                    _message_from_record(r),
+                    Siblings(r["id"], r["parent_id"], _with(r["sibling_ids"], r["id"])),
+                )
+                for r in found
+            ]
+            await self.add_files(messages)
+            first = next((r for r in found if r["id"] == shown[-1]), None) if shown else None
+            return schemas.MessagePage(
+                messages=messages,
+                next_cursor=encode_keyset(to_naive_utc(first["created_at"]), first["id"])
+                if first is not None and len(ids) > size
+                else None,
+            )
         rows = list(
             await self.db.scalars(
                 select(Message).where(Message.id.in_(shown), Message.user_id == self.user_id)

@@ -16,7 +16,7 @@ import asyncpg
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql import ColumnElement, Select, TextClause
 
 from app.db.reads import CONNECTION_ERRORS, ReadPool
 from app.lib.errors import DatabaseUnavailable, TimedOut
@@ -34,7 +34,7 @@ def aware_utc(column: Any) -> ColumnElement[Any]:
 class CompiledQuery:
     """A statement with named `bindparam`s, which `fetch` fills."""
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[Any] | TextClause) -> None:
         compiled = statement.compile(dialect=_DIALECT)
         self.sql = str(compiled)
         self.names = tuple(compiled.positiontup or ())
