@@ -8,7 +8,9 @@ exists), on PostgreSQL (the embedded server, started here, or `--database-url`),
 asyncio fake Groq upstream in its own process (raw asyncio streams, Groq's chat-completions
 SSE chunks with `x_groq.usage` and `data: [DONE]`): 400 ms to the first token, then 60 tokens
 at 25 a second, about 2.8 s an answer. It holds thousands of streams: one timer per stream for
-the first token, then one ticker writes the next token to every stream.
+the first token, then one ticker writes the next token to every stream. The title the app asks
+for beside a new conversation's first answer is answered in 8 tokens, as a model names a
+conversation (and `max_tokens` is honoured).
 
 Per level, N streamed chats (`POST /api/chat`, `stream: true`, this API's events), each by a
 user of its own, are started evenly within one second from a raw asyncio client, and:
@@ -56,6 +58,10 @@ TTFT = 0.4
 TOKENS = 60
 RATE = 25.0
 USERS = 2000
+# A title is a few words: the fake answers a title request (its system prompt begins so) in
+# this many tokens.
+TITLE_PROMPT = "You name conversations."
+TITLE_TOKENS = 8
 TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -118,7 +124,12 @@ class FakeGroq:
     async def _answer(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
         arrived = time.monotonic()
         marker = str(body["messages"][-1]["content"])
-        self.arrivals[marker] = arrived
+        system = str(body["messages"][0]["content"]) if body["messages"] else ""
+        # The title of a new conversation is asked beside its answer (its system prompt says
+        # so) and answered in a few tokens, as a model does; it is not the answer measured.
+        titling = system.startswith(TITLE_PROMPT)
+        if not titling:
+            self.arrivals[marker] = arrived
         self.open += 1
         self.max_open = max(self.max_open, self.open)
         writer.write(
@@ -127,7 +138,8 @@ class FakeGroq:
         )
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         asked = re.search(r"tokens=(\d+)", marker)  # the runner asks for the length it wants
-        length = int(asked.group(1)) if asked else self.tokens
+        length = TITLE_TOKENS if titling else int(asked.group(1)) if asked else self.tokens
+        length = min(length, int(body.get("max_tokens") or length))  # as Groq stops there
         stream = [writer, 0, body.get("model", "?"), done, length]
         loop = asyncio.get_running_loop()
         loop.call_at(loop.time() + self.ttft, self._first, stream)
@@ -467,7 +479,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     try:
         await app.ready()
         await level(app, fake_port, database_url, tokens, 20, f"warm{time.time_ns()}", TOKENS)
-        spy = _py_spy(app.pid, args.py_spy) if args.py_spy else None
+        spy = py_spy_record(app.pid, args.py_spy) if args.py_spy else None
         for round_ in range(args.rounds):
             if args.cpu:  # A B A B: 10 and 110 tokens an answer, 100 answers each
                 for answer_tokens in (10, 110):
@@ -506,7 +518,7 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     return figures
 
 
-def _py_spy(pid: int, path: str) -> subprocess.Popen[bytes]:
+def py_spy_record(pid: int, path: str) -> subprocess.Popen[bytes]:
     """py-spy (`uvx py-spy`, from PyPI) sampling the app, as collapsed stacks (idle frames
     left out); summarise with `python -m bench.capacity --summarise FILE`."""
     command = ["uvx", "py-spy", "record", "-p", str(pid), "-F", "-f", "raw", "-r", "200",
