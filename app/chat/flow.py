@@ -173,6 +173,7 @@ class ChatFlow:
         # (in _begin): the transaction, `data:` files stored meanwhile included, is rolled back.
         attached = await carried_files(db, user_id, self.settings, files)
         conversations = ConversationService(db, user_id)
+        created = conversation_id is None
         if conversation_id is None:
             conversation_id = (await conversations.create(title_from(message))).id
         elif create_conversation:
@@ -180,14 +181,15 @@ class ChatFlow:
         own = await conversations.start_generation(conversation_id, self.answers.lease)
         setup = await self._setup(db, user_id, own, model)
         messages = MessageService(db, user_id)
-        leaf = await self._leaf(db, user_id, conversation_id, own)
-        history = await self._history(db, user_id, conversation_id, leaf)
+        # A conversation made just now has no messages: nothing to adopt, no history.
+        leaf = None if created else await self._leaf(db, user_id, conversation_id, own)
+        history = [] if created else await self._history(db, user_id, conversation_id, leaf)
         # The first question of a conversation whose title is not the user's gets a title
         # from the title model, beside its answer; its first words meanwhile.
         # (A question of files only leaves the title to its first words: "New conversation".)
         first = own.title_source is None and not history and bool(message.strip())
         # An empty history may be CHAT_HISTORY_MESSAGES=0: ask the table (first questions only).
-        first = first and not await messages.any_in(conversation_id)
+        first = first and (created or not await messages.any_in(conversation_id))
         if first and own.title is None:
             await conversations.set_title(conversation_id, title_from(message), None)
         question = await messages.add_user_message(

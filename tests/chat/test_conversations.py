@@ -236,3 +236,43 @@ async def test_another_users_ids_are_not_found_everywhere_and_nothing_changes(
     assert await count(connection, "conversations", "title = 'private thoughts'") == 1
     listed = (await api.get("/api/conversations", headers=mallory)).json()["conversations"]
     assert listed == []
+
+
+async def test_a_chat_that_starts_a_conversation_reads_no_tree_and_no_history(
+    api: httpx.AsyncClient, connection: AsyncConnection
+) -> None:
+    """A conversation made by the chat itself has no messages: nothing to adopt, no history
+    to walk, no need to ask whether it has messages. Its second question does all of that."""
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(args[2])
+
+    def record_driver(query: Any) -> None:
+        statements.append(query.query)
+
+    sync_engine = connection.sync_engine
+    driver = (await connection.get_raw_connection()).driver_connection
+    event.listen(sync_engine, "before_cursor_execute", record)
+    driver.add_query_logger(record_driver)
+    try:
+        first = await chat_json(api, "a new topic")
+        started = list(statements)
+        statements.clear()
+        await chat_json(api, "and more on it", first["conversationId"])
+        continued = list(statements)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", record)
+        driver.remove_query_logger(record_driver)
+
+    def tree_work(found: list[str]) -> list[str]:
+        return [
+            s
+            for s in found
+            if "WITH RECURSIVE" in s  # the walk up the branch (history, live leaf)
+            or "LAG(id)" in s  # adopting a conversation read in linear order
+            or ("FROM messages" in s and "LIMIT" in s and "UPDATE" not in s and "INSERT" not in s)
+        ]
+
+    assert tree_work(started) == [], started
+    assert any("WITH RECURSIVE" in s for s in continued), continued
