@@ -105,9 +105,13 @@ function Chat({ apiBase, chatId, email, csrf, initial }: Props & { csrf: string;
 
   async function stopAnswer() {
     // The API stops the generation and keeps the partial answer (stored as cancelled); the
-    // stream then ends by itself. stop() alone would only close this tab's connection.
-    await call(`/api/chat/${chatId}/stop`, { method: "POST" });
-    stop();
+    // stream then ends by itself, its last part carrying that status, which aborting it here
+    // could cut off. stop() alone would only close this tab's connection: it is the fallback
+    // when the API had nothing running to stop or could not be reached.
+    const stopped = await call(`/api/chat/${chatId}/stop`, { method: "POST" })
+      .then(async (response) => response.ok && (await response.json()).stopped === true)
+      .catch(() => false);
+    if (!stopped) stop();
     void refreshList();
   }
 
