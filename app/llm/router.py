@@ -7,6 +7,7 @@ another provider would not cure (bad request, authentication, content filter).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -44,6 +45,47 @@ class Deadlines:
     first_token: float = 30.0
     token_gap: float = 30.0
     total: float = 300.0
+
+
+class _Stall:
+    """The deadline of one provider call's next event, under `timeout` (entered, no deadline
+    of its own): moved on at every delta by storing a time, which one timer reads when it
+    fires. Rescheduling the asyncio timeout at every delta cost a new timer and a cancelled
+    one per token (issue 22)."""
+
+    __slots__ = ("due", "loop", "timeout", "timer", "total_at")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout: asyncio.Timeout, total_at: float
+    ) -> None:
+        self.loop, self.timeout, self.total_at = loop, timeout, total_at
+        self.due = math.inf
+        self.timer: asyncio.TimerHandle | None = None
+
+    def expect(self, seconds: float) -> None:
+        """The next event is due within `seconds` (and before the call's total deadline)."""
+        self.due = min(self.loop.time() + seconds, self.total_at)
+        if self.timer is not None and self.timer.when() > self.due:
+            self.timer.cancel()
+            self.timer = None
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.due, self._check)
+
+    def hold(self) -> None:
+        self.due = math.inf
+
+    def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _check(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        if now >= self.due:
+            self.timeout.reschedule(now)  # the call's task gets TimeoutError
+        elif self.due != math.inf:
+            self.timer = self.loop.call_at(self.due, self._check)
 
 
 @dataclass(slots=True)
@@ -266,7 +308,7 @@ class Generation:
         self._started = time.perf_counter()
         deadlines = self.router.deadlines
         loop = asyncio.get_running_loop()
-        total_deadline = self._started + deadlines.total
+        total_at = loop.time() + deadlines.total
         for index, model in enumerate(self.chain):
             provider = self.router.providers[model.provider]
             gate = self.router.gates.get(model.provider)
@@ -275,31 +317,31 @@ class Generation:
             failure: ProviderFailure | None = None
             held = False
             try:
-                # One timer, moved on at every delta: cheaper than a new context per delta.
-                async with asyncio.timeout(None) as deadline:
-                    if gate is not None:  # waiting for a connection is before the first token
-                        wait = min(deadlines.first_token, total_deadline - time.perf_counter())
-                        deadline.reschedule(loop.time() + max(wait, 0))
-                        await gate.acquire()
-                        held = True
-                    while True:
-                        started = self.time_to_first_token_ms is not None
-                        wait = deadlines.token_gap if started else deadlines.first_token
-                        wait = min(wait, total_deadline - time.perf_counter())
-                        deadline.reschedule(loop.time() + max(wait, 0))
-                        event = await anext(events)  # past the deadline: TimeoutError
-                        if isinstance(event, StreamEnd):
-                            end = event
-                            break
-                        if not started:  # reasoning counts: the reader sees it
-                            self.answered_by = model
-                            self.time_to_first_token_ms = self.elapsed_ms()
-                        if isinstance(event, Reasoning):
-                            self._thoughts.append(event.text)
-                        else:
-                            self._parts.append(event)
-                        deadline.reschedule(None)  # no deadline while the caller holds the delta
-                        yield event
+                async with asyncio.timeout(None) as timeout:
+                    stall = _Stall(loop, timeout, total_at)
+                    try:
+                        if gate is not None:  # waiting for a connection is before the first token
+                            stall.expect(deadlines.first_token)
+                            await gate.acquire()
+                            held = True
+                        while True:
+                            started = self.time_to_first_token_ms is not None
+                            stall.expect(deadlines.token_gap if started else deadlines.first_token)
+                            event = await anext(events)  # past the deadline: TimeoutError
+                            if isinstance(event, StreamEnd):
+                                end = event
+                                break
+                            if not started:  # reasoning counts: the reader sees it
+                                self.answered_by = model
+                                self.time_to_first_token_ms = self.elapsed_ms()
+                            if isinstance(event, Reasoning):
+                                self._thoughts.append(event.text)
+                            else:
+                                self._parts.append(event)
+                            stall.hold()  # no deadline while the caller holds the delta
+                            yield event
+                    finally:
+                        stall.close()
             except TimeoutError:
                 failure = self._stalled(model)
             except StopAsyncIteration:

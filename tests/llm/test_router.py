@@ -152,6 +152,18 @@ async def test_when_every_provider_fails_the_last_failure_is_raised(
     assert router.health["groq"].consecutive_failures == 0
 
 
+async def test_a_steady_stream_longer_than_the_token_gap_is_not_cut(
+    router: ModelRouter, groq_fake: FakeLLM
+) -> None:
+    """Each gap is under the 0.6 s token-gap deadline and the whole stream is four times as
+    long: the deadline moves on with every delta."""
+    groq_fake.next(Scenario(chunks=["tick "] * 8, gap=0.4))
+    deltas, result, elapsed = await _run(router)
+    assert "".join(deltas) == "tick " * 8
+    assert result.provider == "groq"  # type: ignore[attr-defined]
+    assert elapsed > 4 * FAST_DEADLINES["llm_token_gap_timeout"]
+
+
 async def test_the_whole_answer_has_a_deadline(both_settings: Settings, groq_fake: FakeLLM) -> None:
     slow = both_settings.model_copy(update={"llm_total_timeout": 1.0, "llm_fallback": "none"})
     router = ModelRouter.from_settings(slow)

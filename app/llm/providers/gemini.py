@@ -13,6 +13,7 @@ from google import genai
 from google.genai import errors, types
 
 from app.llm.providers.base import StreamEvent, ended_early, failure_for_status, malformed
+from app.llm.transport import transport_for
 from app.llm.types import (
     ChatMessage,
     ModelInfo,
@@ -46,7 +47,10 @@ class GeminiProvider:
         timeout: httpx.Timeout,
         limits: httpx.Limits | None = None,
     ) -> None:
-        self._http = httpx.AsyncClient(timeout=timeout, limits=limits or httpx.Limits())
+        limits = limits or httpx.Limits()
+        self._http = httpx.AsyncClient(
+            timeout=timeout, limits=limits, transport=transport_for(limits)
+        )
         self.client = genai.Client(
             api_key=api_key,
             http_options=types.HttpOptions(

@@ -24,6 +24,7 @@ from app.llm.providers.base import (
     malformed,
     openai_content,
 )
+from app.llm.transport import transport_for
 from app.llm.types import (
     ChatMessage,
     ModelInfo,
@@ -88,7 +89,11 @@ class GroqProvider:
 
         def client() -> groq.AsyncGroq:
             http_client = (
-                groq.DefaultAsyncHttpxClient(timeout=timeout, limits=self._per_shard)
+                groq.DefaultAsyncHttpxClient(
+                    timeout=timeout,
+                    limits=self._per_shard,
+                    transport=transport_for(self._per_shard),
+                )
                 if self._per_shard
                 else None
             )

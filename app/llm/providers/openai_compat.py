@@ -19,6 +19,7 @@ from app.llm.providers.base import (
     malformed,
     openai_content,
 )
+from app.llm.transport import transport_for
 from app.llm.types import (
     ChatMessage,
     ModelInfo,
@@ -41,11 +42,13 @@ class OpenAICompatProvider:
         limits: httpx.Limits | None = None,
     ) -> None:
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = limits or httpx.Limits()
         self.client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             headers=headers,
             timeout=timeout,
-            limits=limits or httpx.Limits(),
+            limits=limits,
+            transport=transport_for(limits),
         )
 
     async def stream(
