@@ -48,7 +48,7 @@ async def _answer(exchange: Exchange, stream: bool) -> Response[Any] | Stream:
     """JSON once the answer has ended, or this API's events as it is generated."""
     if stream:
         return event_stream(exchange)
-    ended = await exchange.ended()
+    ended = await exchange.ended_and_stored()
     assert exchange.user_message is not None
     return Response(
         schemas.ChatResult(

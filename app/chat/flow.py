@@ -7,6 +7,7 @@ model is answering: the question and the answer's `streaming` row are committed 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ from app.lib.errors import Conflict, InvalidInput, NotFound, ProviderError
 from app.llm.catalogue import UnknownModel
 from app.llm.types import ModelInfo, Sampling
 from app.settings import Settings
+
+# How long an answer given whole (JSON) waits for its last write; a stream waits less
+# (STREAM_WAITS_FOR_STORE), its reader being shown the text meanwhile.
+JSON_WAITS_FOR_STORE = 30.0
 
 # What a reader is told when an answer did not complete, by failure kind.
 GENERIC_ERRORS = {
@@ -76,6 +81,8 @@ class Exchange:
     model: str | None
     provider: str | None
     pieces: Callable[[], AsyncIterator[Piece]]
+    # Set once the answer's last write is in (or given up on), when this process runs it.
+    stored: asyncio.Event | None = None
 
     async def ended(self) -> Ended:
         """Wait for the answer's end."""
@@ -83,6 +90,16 @@ class Exchange:
             if isinstance(piece, Ended):
                 return piece
         raise RuntimeError("an answer ended without its final state")  # pragma: no cover
+
+    async def ended_and_stored(self) -> Ended:
+        """Wait for the answer's end and its last write: what is read next (a page, a share)
+        has it. A stream waits at most STREAM_WAITS_FOR_STORE for that write; an answer
+        given whole waits for it, up to JSON_WAITS_FOR_STORE (the database being away)."""
+        ended = await self.ended()
+        if self.stored is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stored.wait(), JSON_WAITS_FOR_STORE)
+        return ended
 
 
 def _stored(row: Message) -> Callable[[], AsyncIterator[Piece]]:
@@ -318,6 +335,7 @@ class ChatFlow:
             model.id,
             model.provider,
             live.follow,
+            live.stored,
         )
 
     async def _repeat(

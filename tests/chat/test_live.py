@@ -189,3 +189,49 @@ async def test_stop_on_the_generating_process_ends_the_stream_as_cancelled(
             await asyncio.sleep(0.05)
         assert groq_fake.disconnects == 1
         await database.engine.dispose()
+
+
+async def test_an_answer_given_whole_is_stored_when_its_json_arrives(
+    settings: Settings, database_url: str, groq_fake: FakeLLM
+) -> None:
+    """Another connection holds the answer's row locked past the time a stream waits for the
+    last write (2 s): the JSON answer waits for that write, so what the client reads next (a
+    page, a share snapshot) has the answer, not a row still `streaming`."""
+    groq_fake.next(Scenario(chunks=["held "] * 4, gap=0.25))
+    async with live_app(chat_settings(settings, groq_fake), database_url) as (url, token, database):
+        async with httpx.AsyncClient(base_url=url, timeout=20) as client:
+            asked = asyncio.create_task(
+                client.post(
+                    "/api/chat",
+                    json={"message": "Answer slowly"},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+            )
+            async with database.engine.connect() as locker:
+                answer_id = None
+                for _ in range(100):  # the answer row, committed before the model is asked
+                    answer_id = await locker.scalar(
+                        text(
+                            "SELECT m.id FROM messages m JOIN sessions s "
+                            'ON s."userId" = m."userId" WHERE s."sessionToken" = :t '
+                            "AND m.role = 'assistant' AND m.status = 'streaming'"
+                        ),
+                        {"t": token},
+                    )
+                    if answer_id is not None:
+                        break
+                    await asyncio.sleep(0.02)
+                assert answer_id is not None
+                await locker.execute(
+                    text("SELECT 1 FROM messages WHERE id = :a FOR UPDATE"), {"a": answer_id}
+                )
+                await asyncio.sleep(3.5)  # the answer ends meanwhile; its last write waits
+                await locker.commit()
+            response = await asked
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["aiMessage"]["id"] == answer_id
+        assert await _assistant_rows(database, body["conversationId"]) == [
+            ("complete", "held " * 4)
+        ]
+        await database.engine.dispose()
