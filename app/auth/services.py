@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -102,6 +102,14 @@ def _copy(row: Row) -> Row:
 SESSION_CACHE = SessionCache()
 
 
+# Built once: a request whose session is not cached looks it up with this.
+_SESSION_AND_USER = (
+    select(Session, User)
+    .join(User, User.id == Session.user_id)
+    .where(Session.session_token == bindparam("token"))
+)
+
+
 class SessionService:
     """Database sessions exactly as NextAuth's Prisma adapter keeps them."""
 
@@ -133,13 +141,7 @@ class SessionService:
         if cached is not None and not self._due(cached[0], now):
             return Resolved(cached[0], cached[1], refreshed=False)
         epoch = self.cache.epoch
-        found = (
-            await self.db.execute(
-                select(Session, User)
-                .join(User, User.id == Session.user_id)
-                .where(Session.session_token == token)
-            )
-        ).first()
+        found = (await self.db.execute(_SESSION_AND_USER, {"token": token})).first()
         if found is None:
             return None
         session, user = found

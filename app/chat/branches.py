@@ -42,6 +42,11 @@ _LEAF = CompiledQuery(
 
 # The walk up from one message: id, parent, and what the callers filter on, newest first.
 # `:start` must be in the conversation `:cid`; `:skip` leaves out the start itself.
+_SET_LEAF = (
+    update(Conversation)
+    .where(Conversation.id == bindparam("cid"), Conversation.user_id == bindparam("user_id"))
+    .values(current_leaf_id=bindparam("leaf"), updated_at=Conversation.updated_at)
+)
 _WALK = f"""
 WITH RECURSIVE walk AS (
     SELECT m.id, m."parentId", m.role, m.content, m.status, m."deletedAt", 0 AS depth
@@ -225,11 +230,8 @@ class BranchService:
     async def set_leaf(self, conversation_id: str, leaf_id: str) -> None:
         """Show (and continue) the branch ending at `leaf_id`. No activity: the list's order
         stays."""
-        await self.db.execute(
-            update(Conversation)
-            .where(Conversation.id == conversation_id, Conversation.user_id == self.user_id)
-            .values(current_leaf_id=leaf_id, updated_at=Conversation.updated_at)
-        )
+        params = {"cid": conversation_id, "user_id": self.user_id, "leaf": leaf_id}
+        await self.db.execute(_SET_LEAF, params)
 
     async def select(self, conversation_id: str, message_id: str) -> str:
         """Switch to the branch through `message_id`, down to its newest leaf; the new leaf."""

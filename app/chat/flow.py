@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +43,10 @@ from app.settings import Settings
 # How long an answer given whole (JSON) waits for its last write; a stream waits less
 # (STREAM_WAITS_FOR_STORE), its reader being shown the text meanwhile.
 JSON_WAITS_FOR_STORE = 30.0
+
+_PREFERENCES = select(UserPreferences.default_model, UserPreferences.system_prompt).where(
+    UserPreferences.user_id == bindparam("user_id")
+)
 
 # What a reader is told when an answer did not complete, by failure kind.
 GENERIC_ERRORS = {
@@ -134,13 +138,7 @@ class ChatFlow:
                 model = self.router.resolve(own.model)
         preferred_model = preferred_prompt = None
         if model is None or own.system_prompt is None:
-            found = (
-                await db.execute(
-                    select(UserPreferences.default_model, UserPreferences.system_prompt).where(
-                        UserPreferences.user_id == user_id
-                    )
-                )
-            ).first()
+            found = (await db.execute(_PREFERENCES, {"user_id": user_id})).first()
             if found is not None:
                 preferred_model, preferred_prompt = found
         if model is None and preferred_model:

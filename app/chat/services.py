@@ -715,37 +715,8 @@ class ConversationService:
         """Take the conversation's generation lease, or refuse: one answer at a time. Taking
         it is activity: the conversation moves to the top of the list. Returns its settings."""
         now = utc_now()
-        earlier = (
-            select(Conversation.id, Conversation.generating_until.label("until"))
-            .where(
-                Conversation.id == conversation_id,
-                Conversation.user_id == self.user_id,
-                Conversation.deleted_at.is_(None),
-            )
-            .with_for_update()
-            .cte("earlier")
-        )
-        taken = (
-            await self.db.execute(
-                update(Conversation)
-                .where(
-                    Conversation.id == earlier.c.id,
-                    or_(earlier.c.until.is_(None), earlier.c.until < now),
-                )
-                # A new message takes the conversation out of the archive, as other apps do.
-                .values(generating_until=now + lease, updated_at=now, archived_at=None)
-                .returning(
-                    earlier.c.until,
-                    Conversation.system_prompt,
-                    Conversation.model,
-                    Conversation.temperature,
-                    Conversation.max_output_tokens,
-                    Conversation.title_source,
-                    Conversation.title,
-                    Conversation.current_leaf_id,
-                )
-            )
-        ).first()
+        params = {"cid": conversation_id, "user_id": self.user_id, "now": now}
+        taken = (await self.db.execute(_TAKE_LEASE, params | {"until": now + lease})).first()
         if taken is None:
             await self.get_owned(conversation_id)  # NotFound when it is not theirs
             raise Conflict("An answer is already being generated in this conversation.")
@@ -757,6 +728,43 @@ class ConversationService:
                 .values(status="incomplete", error_code="interrupted")
             )
         return ConversationSettings(*taken[1:])
+
+
+def _take_lease() -> Any:
+    """The conversation's generation lease, taken if free or run out; built once (building
+    it per chat was a tenth of the chat's start, issue 22)."""
+    earlier = (
+        select(Conversation.id, Conversation.generating_until.label("until"))
+        .where(
+            Conversation.id == bindparam("cid"),
+            Conversation.user_id == bindparam("user_id"),
+            Conversation.deleted_at.is_(None),
+        )
+        .with_for_update()
+        .cte("earlier")
+    )
+    return (
+        update(Conversation)
+        .where(
+            Conversation.id == earlier.c.id,
+            or_(earlier.c.until.is_(None), earlier.c.until < bindparam("now")),
+        )
+        # A new message takes the conversation out of the archive, as other apps do.
+        .values(generating_until=bindparam("until"), updated_at=bindparam("now"), archived_at=None)
+        .returning(
+            earlier.c.until,
+            Conversation.system_prompt,
+            Conversation.model,
+            Conversation.temperature,
+            Conversation.max_output_tokens,
+            Conversation.title_source,
+            Conversation.title,
+            Conversation.current_leaf_id,
+        )
+    )
+
+
+_TAKE_LEASE = _take_lease()
 
 
 class MessageService:
