@@ -25,7 +25,7 @@ user of its own, are started evenly within one second from a raw asyncio client,
 - the most streams the upstream had open at once, and the load average (`uptime`) before the
   level (the machine is shared).
 
-`--cpu` runs 100 answers of 10 tokens and 100 of 110 tokens (same pace), A B A B: the
+`--cpu` runs 100 answers of 10 tokens and 100 of 110 (`--long`) tokens (same pace), A B A B: the
 difference over 100 tokens is the CPU per token, and what 10 tokens leave is the fixed CPU per
 answer. `--profile FILE` runs the app under cProfile (its stats are written when it stops).
 Figures go to bench/results/capacity.json (or `--out NAME`).
@@ -481,8 +481,8 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
         await level(app, fake_port, database_url, tokens, 20, f"warm{time.time_ns()}", TOKENS)
         spy = py_spy_record(app.pid, args.py_spy) if args.py_spy else None
         for round_ in range(args.rounds):
-            if args.cpu:  # A B A B: 10 and 110 tokens an answer, 100 answers each
-                for answer_tokens in (10, 110):
+            if args.cpu:  # A B A B: 10 and --long tokens an answer, 100 answers each
+                for answer_tokens in (10, args.long):
                     got = await level(app, fake_port, database_url, tokens, 100,
                                       f"cpu{answer_tokens}r{round_}t{time.time_ns()}",
                                       answer_tokens)  # fmt: skip
@@ -507,9 +507,9 @@ async def measure(args: argparse.Namespace, database_url: str) -> dict[str, Any]
     figures["log_sample"] = warnings[:5]
     if args.cpu:
         by = {t: [c["cpu_per_answer_ms"] for c in figures["cpu"] if c["tokens"] == t]
-              for t in (10, 110)}  # fmt: skip
-        short, long_ = statistics.median(by[10]), statistics.median(by[110])
-        per_token_us = (long_ - short) / 100 * 1000
+              for t in (10, args.long)}  # fmt: skip
+        short, long_ = statistics.median(by[10]), statistics.median(by[args.long])
+        per_token_us = (long_ - short) / (args.long - 10) * 1000
         figures["cpu_per_token_us"] = round(per_token_us, 1)
         figures["cpu_fixed_per_answer_ms"] = round(short - 10 * per_token_us / 1000, 2)
         print(f"CPU per token {per_token_us:.1f} us, fixed per answer "
@@ -556,6 +556,7 @@ def main() -> None:
     parser.add_argument("--port-base", type=int, default=7200)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--cpu", action="store_true")
+    parser.add_argument("--long", type=int, default=110, help="--cpu: tokens of the long answers")
     parser.add_argument("--profile", help="run the app under cProfile, stats to this file")
     parser.add_argument("--py-spy", help="sample the app with py-spy into this file (.txt)")
     parser.add_argument("--summarise", help="print the top functions of a py-spy file")
