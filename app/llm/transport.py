@@ -55,22 +55,12 @@ _ERRORS: dict[type[Exception], type[httpx.HTTPError]] = {
 @contextlib.contextmanager
 def _httpx_errors() -> Iterator[None]:
     """httpcore's errors as httpx's, as httpx's own transport raises them (the SDKs catch
-    those); the most specific class first."""
+    those): the first match in `_ERRORS`, which lists the most specific classes first."""
     try:
         yield
-    except httpcore.TimeoutException as exc:
-        raise _mapped(exc) from exc
-    except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.ProxyError) as exc:
-        raise _mapped(exc) from exc
-    except httpcore.UnsupportedProtocol as exc:
-        raise httpx.UnsupportedProtocol(str(exc)) from exc
-
-
-def _mapped(exc: Exception) -> httpx.HTTPError:
-    for source, target in _ERRORS.items():
-        if isinstance(exc, source):
-            return target(str(exc))
-    return httpx.TransportError(str(exc))  # pragma: no cover - every httpcore error is mapped
+    except tuple(_ERRORS) as exc:
+        target = next(to for source, to in _ERRORS.items() if isinstance(exc, source))
+        raise target(str(exc)) from exc
 
 
 class _Protocol(asyncio.Protocol):
@@ -327,9 +317,9 @@ class Transport(httpx.AsyncBaseTransport):
         await self._pool.aclose()
 
 
-def transport_for(limits: httpx.Limits | None) -> Transport | None:
+def transport_for(limits: httpx.Limits) -> Transport | None:
     """This module's transport, or None where httpx's own must be used (a proxy is set in the
     environment, which httpx's transport reads and this one does not)."""
     if any(scheme in urllib.request.getproxies() for scheme in ("http", "https", "all")):
         return None
-    return Transport(limits or httpx.Limits(max_connections=100, max_keepalive_connections=20))
+    return Transport(limits)
