@@ -1,5 +1,6 @@
-"""The providers' HTTP transport (app/llm/transport.py): httpcore's pool on plain asyncio,
-against real HTTP/1.1 servers on 127.0.0.1, on asyncio's and uvloop's event loops."""
+"""The providers' HTTP transport (app/llm/transport.py): aiohttp under httpx, against real
+HTTP/1.1 servers on 127.0.0.1, on asyncio's and uvloop's event loops. The SDKs and the router
+tell failures apart by httpx's exception classes, so each kind of failure is checked here."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def test_a_keep_alive_connection_the_server_closed_while_idle_is_not_reused(
     run: Callable[[Awaitable[None]], None],
 ) -> None:
     """The server answers with keep-alive, then closes the connection: the next request must
-    notice (from the protocol being told, not from a poll of the socket) and connect again."""
+    notice and connect again rather than fail on the dead connection."""
     connections = 0
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -153,10 +154,30 @@ def test_a_connection_dropped_mid_body_is_a_read_error(
     run(main())
 
 
-def test_a_large_body_arrives_whole_while_reading_is_paused_and_resumed(
+def test_a_server_that_hangs_up_before_answering_is_not_a_timeout(
     run: Callable[[Awaitable[None]], None],
 ) -> None:
-    body = bytes(range(256)) * 16 * 1024  # 4 MiB, well past the high-water mark
+    """httpx_aiohttp maps every aiohttp connection error to httpx.ConnectTimeout; the router
+    would report a hang-up as the provider being slow."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request_head(reader)
+        writer.close()
+
+    async def main() -> None:
+        server = await _serve(handler)
+        async with httpx.AsyncClient(transport=Transport(LIMITS)) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(f"http://127.0.0.1:{_port(server)}/")
+        server.close()
+
+    run(main())
+
+
+def test_a_large_body_arrives_whole_to_a_slow_reader(
+    run: Callable[[Awaitable[None]], None],
+) -> None:
+    body = bytes(range(256)) * 16 * 1024  # 4 MiB, past the reader's buffer limits
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _request_head(reader)
@@ -184,7 +205,6 @@ def test_a_large_body_arrives_whole_while_reading_is_paused_and_resumed(
 def test_a_request_body_larger_than_the_socket_buffer_is_sent_whole(
     run: Callable[[Awaitable[None]], None],
 ) -> None:
-    """The write waits for the transport to drain (pause_writing / resume_writing)."""
     body = b"x" * (8 * 1024 * 1024)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -242,8 +262,8 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 def test_https_verifies_the_server_and_streams(
     run: Callable[[Awaitable[None]], None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """TLS through the backend's start_tls: a server whose certificate is trusted (by
-    SSL_CERT_FILE, which httpx's SSL context reads) answers; an untrusted one is refused."""
+    """A server whose certificate is trusted (by SSL_CERT_FILE, which httpx's SSL context
+    reads) answers; an untrusted one is refused as a connect error, not a timeout."""
     cert, key = _certificate(tmp_path)
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_context.load_cert_chain(cert, key)

@@ -36,8 +36,6 @@ from app.llm.types import (
 )
 
 DEFAULT_BASE_URL = "https://api.groq.com"
-# Connections per HTTP client (see GroqProvider).
-SHARD_CONNECTIONS = 100
 
 
 class _Usage(msgspec.Struct):
@@ -82,45 +80,18 @@ class GroqProvider:
         limits: httpx.Limits | None = None,
     ) -> None:
         # Retries off: the router decides about retrying and falling back, within deadlines.
-        # The connection limits are the SDK's own unless given (LLM_MAX_CONNECTIONS); a large
-        # limit is spread over clients of at most SHARD_CONNECTIONS each, as httpcore's pool
-        # looks at every one of its connections whenever a request starts or ends.
-        self._shards, self._per_shard = _shards(limits)
-
-        def client() -> groq.AsyncGroq:
-            http_client = (
-                groq.DefaultAsyncHttpxClient(
-                    timeout=timeout,
-                    limits=self._per_shard,
-                    transport=transport_for(self._per_shard),
-                )
-                if self._per_shard
-                else None
+        # The connection limits are the SDK's own (100) unless given (LLM_MAX_CONNECTIONS).
+        self.client = groq.AsyncGroq(
+            api_key=api_key,
+            base_url=base_url or DEFAULT_BASE_URL,
+            max_retries=0,
+            timeout=timeout,
+            http_client=groq.DefaultAsyncHttpxClient(
+                timeout=timeout, limits=limits, transport=transport_for(limits)
             )
-            return groq.AsyncGroq(
-                api_key=api_key,
-                base_url=base_url or DEFAULT_BASE_URL,
-                max_retries=0,
-                timeout=timeout,
-                http_client=http_client,
-            )
-
-        self._new_client = client
-        self.clients = [client()]  # more are made as streams fill them (each costs an SSL context)
-        self.client = self.clients[0]
-        self._streams = [0]  # open streams per client
-
-    def _least_busy(self) -> int:
-        streams = self._streams
-        shard = streams.index(min(streams))
-        full = self._per_shard is not None and streams[shard] >= (
-            self._per_shard.max_connections or 0
+            if limits
+            else None,
         )
-        if full and len(self.clients) < self._shards:
-            self.clients.append(self._new_client())
-            streams.append(0)
-            return len(streams) - 1
-        return shard
 
     async def stream(
         self, model: ModelInfo, messages: list[ChatMessage], sampling: Sampling
@@ -128,10 +99,8 @@ class GroqProvider:
         max_tokens, temperature = sampling.max_tokens, sampling.temperature
         usage: Usage | None = None
         finish_reason: str | None = None
-        shard = self._least_busy()
-        self._streams[shard] += 1
         try:
-            async with self.clients[shard].chat.completions.with_streaming_response.create(
+            async with self.client.chat.completions.with_streaming_response.create(
                 model=model.model,
                 messages=cast(
                     "list[ChatCompletionMessageParam]",
@@ -170,8 +139,6 @@ class GroqProvider:
             raise ProviderFailure("timeout", "groq did not answer in time") from None
         except (httpx.HTTPError, ValueError):
             raise malformed(self.name) from None
-        finally:
-            self._streams[shard] -= 1
         if finish_reason is None:
             raise ended_early(self.name)
         if finish_reason == "content_filter":
@@ -179,23 +146,7 @@ class GroqProvider:
         yield StreamEnd(usage, finish_reason)
 
     async def aclose(self) -> None:
-        for client in self.clients:
-            await client.close()
-
-
-def _shards(limits: httpx.Limits | None) -> tuple[int, httpx.Limits | None]:
-    """How many clients, and the limits of each, for `limits` in all."""
-    if limits is None or limits.max_connections is None:
-        return 1, limits
-    total = limits.max_connections
-    shards = -(-total // SHARD_CONNECTIONS)
-    per = -(-total // shards)
-    keepalive = limits.max_keepalive_connections
-    return shards, httpx.Limits(
-        max_connections=per,
-        max_keepalive_connections=per if keepalive is None else min(per, -(-keepalive // shards)),
-        keepalive_expiry=limits.keepalive_expiry,
-    )
+        await self.client.close()
 
 
 async def _events(response: httpx.Response) -> AsyncIterator[tuple[bytes | None, bytes]]:
