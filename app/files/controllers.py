@@ -16,6 +16,7 @@ from app.files.schemas import FileInfo, FileList, file_info
 from app.files.services import FileService, file_totals
 from app.files.sniff import is_image
 from app.files.storage import PostgresStorage
+from app.lib.cursors import decode_keyset, encode_keyset
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import PayloadTooLarge
 from app.lib.openapi import problems, success
@@ -83,17 +84,24 @@ class FileController(Controller):
         identity: CurrentIdentity,
         settings: AppSettings,
         limit: FromQuery[int | None] = None,
+        cursor: FromQuery[str | None] = None,
     ) -> FileList:
-        """Your files, newest first (`limit`: default 50, at most 200), how many there are
-        and what they take of your quota."""
+        """Your files, newest first (`limit`: default 50, at most 200; pass `nextCursor` back
+        as `cursor` for the next page), how many there are and what they take of your
+        quota."""
         service = FileService(db_session, identity.user_id, settings)
-        rows = await service.list_for_user(clamp(limit, 50, 200))
+        size = clamp(limit, 50, 200)
+        rows = await service.list_for_user(size + 1, decode_keyset(cursor))
+        page = rows[:size]
         count, used = await file_totals(db_session, identity.user_id)
         return FileList(
-            files=[file_info(r) for r in rows],
+            files=[file_info(r) for r in page],
             count=count,
             bytes=used,
             quota_bytes=settings.file_quota_bytes,
+            next_cursor=encode_keyset(page[-1].created_at, page[-1].id)
+            if len(rows) > size
+            else None,
         )
 
     @delete("/{file_id:str}", status_code=204, responses=problems(404))

@@ -30,6 +30,7 @@ class FileList(CamelStruct):
     count: int  # all your files
     bytes: int  # what they take, against FILE_QUOTA_BYTES
     quota_bytes: int
+    next_cursor: str | None  # pass as `cursor` for the next page
 
 
 def file_url(file_id: str) -> str:

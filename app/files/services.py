@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import IO, Any, NamedTuple
 
-from sqlalchemy import Text, any_, bindparam, delete, func, insert, select
+from sqlalchemy import Text, any_, bindparam, delete, func, insert, select, tuple_
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +25,7 @@ from app.db.compiled import CompiledQuery, aware_utc
 from app.db.models import File, MessageFile
 from app.files.sniff import EXTENSIONS, SNIFF_BYTES, media_type_of
 from app.files.storage import CHUNK_BYTES, FileStorage, PostgresStorage
+from app.lib.cursors import Keyset
 from app.lib.errors import (
     InvalidInput,
     NotFound,
@@ -174,15 +175,17 @@ class FileService:
             raise NotFound("No such file.")
         return row
 
-    async def list_for_user(self, limit: int) -> list[File]:
-        """The user's files, newest first."""
-        rows = await self.db.scalars(
+    async def list_for_user(self, limit: int, after: Keyset | None = None) -> list[File]:
+        """The user's files, newest first; those past `after` (a page's last file)."""
+        statement = (
             select(File)
             .where(File.user_id == self.user_id, File.sha256.is_not(None))
             .order_by(File.created_at.desc(), File.id.desc())
             .limit(limit)
         )
-        return list(rows)
+        if after is not None:
+            statement = statement.where(tuple_(File.created_at, File.id) < tuple(after))
+        return list(await self.db.scalars(statement))
 
     async def delete(self, file_id: str) -> None:
         """Delete the file with its bytes; the messages that carried it no longer do (their

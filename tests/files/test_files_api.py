@@ -259,3 +259,24 @@ async def test_your_files_are_listed_and_a_deleted_one_frees_its_quota(
     assert await count(engine, "file_chunks", mo.user_id) == 1
     listed = (await web.get("/api/files", headers=mo.auth)).json()
     assert (listed["count"], listed["bytes"]) == (1, second["size"])
+
+
+async def test_files_past_a_page_are_reached_by_its_cursor(
+    web: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    ana = await person(engine, "ana-pages-files@example.com")
+    ids = [(await upload(web, ana, png(seed=n), f"{n}.png")).json()["id"] for n in range(5)]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(3):
+        params = {"limit": "2"} | ({"cursor": cursor} if cursor else {})
+        page = (await web.get("/api/files", params=params, headers=ana.auth)).json()
+        assert page["count"] == 5
+        seen += [f["id"] for f in page["files"]]
+        cursor = page["nextCursor"]
+    assert seen == ids[::-1]  # newest first, each once
+    assert cursor is None  # the third page was the last
+    for bad in ("not a cursor", "\x00", "a" * 600):
+        refused = await web.get("/api/files", params={"cursor": bad}, headers=ana.auth)
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["detail"].startswith("cursor: ")  # names the parameter
