@@ -564,6 +564,8 @@ class Import(Base):
         "createdAt", Timestamp, server_default=NOW, default=utc_now
     )
     finished_at: Mapped[datetime | None] = mapped_column("finishedAt", Timestamp)
+    # Renewed by the process running it (revision 0020); NULL once it has ended.
+    lease_until: Mapped[datetime | None] = mapped_column("leaseUntil", Timestamp)
 
 
 class ImportedConversation(Base):

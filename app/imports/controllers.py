@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.auth.guard import CurrentIdentity
 from app.db.models import Import
 from app.imports.reader import ImportRefused
-from app.imports.service import Importer, check_file
+from app.imports.service import Importer, check_file, expire_lapsed, lease_until
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.lib.openapi import problems, success
@@ -106,10 +106,17 @@ class ImportController(Controller):
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        row = Import(id=import_id, user_id=identity.user_id, source=source, status="running")
+        lease = settings.import_lease_seconds
+        row = Import(
+            id=import_id,
+            user_id=identity.user_id,
+            source=source,
+            status="running",
+            lease_until=lease_until(lease),
+        )
         db_session.add(row)
         await db_session.commit()
-        importer.start(import_id, identity.user_id, path)
+        importer.start(import_id, identity.user_id, path, lease)
         return Response(
             status_of(row),
             status_code=202,
@@ -119,6 +126,7 @@ class ImportController(Controller):
     @get("/", responses=problems())
     async def list_imports(self, db_session: DbSession, identity: CurrentIdentity) -> ImportList:
         """Your imports, newest first (the last 50)."""
+        await expire_lapsed(db_session, identity.user_id)
         rows = await db_session.scalars(
             select(Import)
             .where(Import.user_id == identity.user_id)
@@ -135,6 +143,7 @@ class ImportController(Controller):
         import_id: str = Parameter(max_length=64),
     ) -> ImportStatus:
         """One import's progress and outcome."""
+        await expire_lapsed(db_session, identity.user_id)
         row = await db_session.get(Import, import_id)
         if row is None or row.user_id != identity.user_id:
             raise NotFound("No such import.")

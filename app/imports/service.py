@@ -17,12 +17,13 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.chat.services import title_from
 from app.db.engine import Database
@@ -87,16 +88,70 @@ class _Conversations:
         self._stream.close()
 
 
+LAPSED = "The server running this import stopped; import the same file again to finish."
+
+
+def lease_until(lease_seconds: float) -> datetime:
+    return utc_now() + timedelta(seconds=lease_seconds)
+
+
 async def run_import(
     database: Database,
     import_id: str,
     user_id: str,
     path: Path,
     stop: asyncio.Event | None = None,
+    lease_seconds: float = 30.0,
 ) -> Tally:
     """Check, then store, the file's conversations for `user_id`, keeping the `imports` row
-    up to date; the row ends `done`, `failed` (with the reason) or `interrupted` (`stop` set:
-    it ends between two conversations, or cancelled)."""
+    up to date and its lease renewed; the row ends `done`, `failed` (with the reason) or
+    `interrupted` (`stop` set: it ends between two conversations, or cancelled)."""
+    beat = asyncio.create_task(_renew(database, import_id, lease_seconds))
+    try:
+        return await _run(database, import_id, user_id, path, stop)
+    finally:
+        beat.cancel()
+
+
+async def _renew(database: Database, import_id: str, lease_seconds: float) -> None:
+    """Every third of the lease, push it on; a failed renewal is tried again next time (the
+    lease outlasts two of them)."""
+    while True:
+        await asyncio.sleep(lease_seconds / 3)
+        try:
+            async with database.session_maker() as db:
+                await db.execute(
+                    update(Import)
+                    .where(Import.id == import_id, Import.status == "running")
+                    .values(lease_until=lease_until(lease_seconds))
+                )
+                await db.commit()
+        except Exception as exc:
+            logger.warning("renewing the lease of import %s failed: %r", import_id, exc)
+
+
+async def expire_lapsed(db: AsyncSession, user_id: str) -> None:
+    """The user's `running` imports whose lease ran out (their process was killed) end
+    `interrupted`; what they stored stays, and the same file again finishes them."""
+    await db.execute(
+        update(Import)
+        .where(
+            Import.user_id == user_id,
+            Import.status == "running",
+            Import.lease_until < utc_now(),
+        )
+        .values(status="interrupted", error=LAPSED, finished_at=utc_now(), lease_until=None)
+    )
+    await db.commit()
+
+
+async def _run(
+    database: Database,
+    import_id: str,
+    user_id: str,
+    path: Path,
+    stop: asyncio.Event | None,
+) -> Tally:
     tally = Tally()
     try:
         source = check_file(path)
@@ -157,7 +212,7 @@ async def _progress(
         "skipped": tally.skipped,
     }
     if status is not None:
-        values |= {"status": status, "error": error, "finished_at": utc_now()}
+        values |= {"status": status, "error": error, "finished_at": utc_now(), "lease_until": None}
     async with database.session_maker() as db:
         await db.execute(update(Import).where(Import.id == import_id).values(**values))
         await db.commit()
@@ -278,10 +333,12 @@ class Importer:
         task = self._running.get(user_id)
         return task is not None and not task.done()
 
-    def start(self, import_id: str, user_id: str, path: Path) -> None:
+    def start(self, import_id: str, user_id: str, path: Path, lease_seconds: float) -> None:
         async def run() -> Tally:
             try:
-                return await run_import(self.database, import_id, user_id, path, self._stop)
+                return await run_import(
+                    self.database, import_id, user_id, path, self._stop, lease_seconds
+                )
             finally:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 self._running.pop(user_id, None)

@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -405,3 +406,65 @@ async def test_the_command_line_imports_for_a_user(
         _import, own_database_url, tmp_path, str(path), "--user", "nobody@example.com"
     )
     assert nobody.returncode == 2 and "no user nobody@example.com" in nobody.stderr
+
+
+async def test_an_import_whose_process_was_killed_ends_interrupted_and_is_finished_again(
+    own_database_url: str, engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """kill -9 of the process mid-import: nothing ends the row, so its lease does. Another
+    process reads it `interrupted` once the lease (2 s here) has run out, each conversation
+    whole or absent, and the same file again finishes it."""
+    from tests.chat.test_answers_across_processes import serving
+    from tests.fakes.llm import FakeLLM
+
+    user_id, token = await signed_in(engine, "killed-import@example.com")
+    total = 2000
+    body = json.dumps([simple_conversation(i, T0 + i * 10) for i in range(total)]).encode()
+    fake = FakeLLM().start()
+    try:
+        with serving(own_database_url, fake, tmp_path, IMPORT_LEASE_SECONDS="2") as (a, b):
+            async with httpx.AsyncClient(base_url=a.url, timeout=60) as to_a:
+                started = await post_file(to_a, token, body, "application/json")
+                assert started.status_code == 202, started.text
+                location = started.headers["location"]
+                deadline = time.monotonic() + 120
+                while (await to_a.get(location, headers=_bearer(token))).json()["done"] < 20:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.02)
+            a.process.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(a.process.wait, 10)
+            killed = time.monotonic()
+            async with httpx.AsyncClient(base_url=b.url, timeout=60) as to_b:
+                state = await finished(to_b, token, location)
+                ended_after = time.monotonic() - killed
+                assert state["status"] == "interrupted", state
+                assert "import the same file again" in state["error"]
+                assert 20 <= state["done"] < total
+                listed = (await to_b.get("/api/imports", headers=_bearer(token))).json()
+                assert [i["status"] for i in listed["imports"]] == ["interrupted"]
+                async with engine.connect() as connection:
+                    stored = await connection.scalar(
+                        text('SELECT count(*) FROM conversations WHERE "userId" = :u'),
+                        {"u": user_id},
+                    )
+                    half = await connection.scalar(
+                        text(
+                            'SELECT count(*) FROM conversations c WHERE "userId" = :u AND '
+                            '(SELECT count(*) FROM messages m WHERE m."conversationId" = c.id)'
+                            " <> 2"
+                        ),
+                        {"u": user_id},
+                    )
+                assert stored is not None and stored >= state["done"] and half == 0
+                again = await post_file(to_b, token, body, "application/json")
+                done = await finished(to_b, token, again.headers["location"])
+                assert done["status"] == "done", done
+                assert done["duplicates"] == stored
+    finally:
+        fake.stop()
+    async with engine.connect() as connection:
+        imported = await connection.scalar(
+            text('SELECT count(*) FROM conversations WHERE "userId" = :u'), {"u": user_id}
+        )
+    assert imported == total
+    assert ended_after < 2 + 8, ended_after  # the lease's 2 s, and a loaded machine
