@@ -309,7 +309,7 @@ def import_command(args: argparse.Namespace) -> int:
     from app.db.engine import Database
     from app.db.models import Import, User
     from app.imports.reader import ImportRefused
-    from app.imports.service import check_file, lease_until, run_import
+    from app.imports.service import check_file, run_import, running
     from app.settings import load_settings
     from prisma_compat import cuid
 
@@ -335,13 +335,7 @@ def import_command(args: argparse.Namespace) -> int:
                     print(f"chatwithme import: error: no user {args.user}", file=sys.stderr)
                     return 2
                 lease = settings.import_lease_seconds
-                row = Import(
-                    id=cuid(),
-                    user_id=user_id,
-                    source=source,
-                    status="running",
-                    lease_until=lease_until(lease),
-                )
+                row = running(cuid(), user_id, source, lease)
                 db.add(row)
                 await db.commit()
             tally = await run_import(database, row.id, user_id, path, lease_seconds=lease)

@@ -156,12 +156,12 @@ class Settings(BaseSettings):
     stats_fold_seconds: float = Field(
         default=5.0, gt=0, le=3600, validation_alias="STATS_FOLD_SECONDS"
     )
-    # The largest import file (POST /api/imports), written to DATA_DIR/imports while checked.
     # A running import's lease: renewed every third of it; one that ran out (its process was
     # killed) reads as `interrupted`.
     import_lease_seconds: float = Field(
         default=30.0, ge=1, le=3600, validation_alias="IMPORT_LEASE_SECONDS"
     )
+    # The largest import file (POST /api/imports), written to DATA_DIR/imports while checked.
     import_max_bytes: int = Field(
         default=200 * 1024 * 1024, ge=1024, validation_alias="IMPORT_MAX_BYTES"
     )

@@ -25,9 +25,9 @@ user of its own, are started evenly within one second from a raw asyncio client,
 - the most streams the upstream had open at once, and the load average (`uptime`) before the
   level (the machine is shared).
 
-`--cpu` runs 100 answers of 10 tokens and 100 of 110 (`--long`) tokens (same pace), A B A B: the
-difference over 100 tokens is the CPU per token, and what 10 tokens leave is the fixed CPU per
-answer. `--profile FILE` runs the app under cProfile (its stats are written when it stops).
+`--cpu` runs 100 answers of 10 tokens and 100 of 110 (`--long`) tokens (same pace), A B A B:
+the difference over the `--long` - 10 tokens is the CPU per token, and what 10 tokens leave is
+the fixed CPU per answer. `--profile FILE` runs the app under cProfile (its stats are written when it stops).
 Figures go to bench/results/capacity.json (or `--out NAME`).
 """
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.auth.guard import CurrentIdentity
 from app.db.models import Import
 from app.imports.reader import ImportRefused
-from app.imports.service import Importer, check_file, expire_lapsed, lease_until
+from app.imports.service import Importer, check_file, expire_lapsed, running
 from app.lib.deps import AppSettings, DbSession
 from app.lib.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from app.lib.openapi import problems, success
@@ -107,13 +107,7 @@ class ImportController(Controller):
             path.unlink(missing_ok=True)
             raise
         lease = settings.import_lease_seconds
-        row = Import(
-            id=import_id,
-            user_id=identity.user_id,
-            source=source,
-            status="running",
-            lease_until=lease_until(lease),
-        )
+        row = running(import_id, identity.user_id, source, lease)
         db_session.add(row)
         await db_session.commit()
         importer.start(import_id, identity.user_id, path, lease)

@@ -95,13 +95,25 @@ def lease_until(lease_seconds: float) -> datetime:
     return utc_now() + timedelta(seconds=lease_seconds)
 
 
+def running(import_id: str, user_id: str, source: str, lease_seconds: float) -> Import:
+    """The `imports` row of an import about to start, its lease taken."""
+    return Import(
+        id=import_id,
+        user_id=user_id,
+        source=source,
+        status="running",
+        lease_until=lease_until(lease_seconds),
+    )
+
+
 async def run_import(
     database: Database,
     import_id: str,
     user_id: str,
     path: Path,
     stop: asyncio.Event | None = None,
-    lease_seconds: float = 30.0,
+    *,
+    lease_seconds: float,
 ) -> Tally:
     """Check, then store, the file's conversations for `user_id`, keeping the `imports` row
     up to date and its lease renewed; the row ends `done`, `failed` (with the reason) or
@@ -337,7 +349,7 @@ class Importer:
         async def run() -> Tally:
             try:
                 return await run_import(
-                    self.database, import_id, user_id, path, self._stop, lease_seconds
+                    self.database, import_id, user_id, path, self._stop, lease_seconds=lease_seconds
                 )
             finally:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
