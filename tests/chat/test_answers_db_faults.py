@@ -108,7 +108,7 @@ async def test_a_database_outage_during_an_answer_loses_nothing(
             if outage == "past_the_end":
                 await asyncio.to_thread(postgres.start)
             # The stream ended properly, with the whole answer.
-            assert chunks[-1]["type"] == "[DONE]" and chunks[-2]["type"] == "finish"
+            assert chunks[-1]["type"] == "[DONE]" and chunks[-2]["type"] == "finish", chunks[-4:]
             assert text_of(chunks) == "".join(ANSWER)
             # The answer is stored whole and the lease released, once the database is back.
             stored = None
